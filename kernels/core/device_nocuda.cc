@@ -1,0 +1,24 @@
+// The CUDA half of device.h in a build without --config=cuda.
+#include "absl/status/status.h"
+#include "kernels/core/device.h"
+
+namespace zt {
+namespace {
+absl::Status NoCuda() {
+  return absl::FailedPreconditionError(
+      "this binary was built without CUDA; rebuild with --config=cuda or use device: CPU");
+}
+}  // namespace
+
+bool BuiltWithCuda() { return false; }
+int CudaDeviceCount() { return 0; }
+
+absl::StatusOr<std::unique_ptr<Allocator>> NewCudaAllocator(int) { return NoCuda(); }
+
+namespace internal {
+absl::StatusOr<std::unique_ptr<Stream>> NewCudaStream(int) { return NoCuda(); }
+absl::Status CudaCopyBytes(void*, const void*, size_t, Stream*) { return NoCuda(); }
+absl::Status CudaZeroBytes(void*, size_t, Stream*) { return NoCuda(); }
+}  // namespace internal
+
+}  // namespace zt

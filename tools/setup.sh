@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# Installs the Debian packages zerotrain builds and tests with. Idempotent:
+# returns in a second when everything is present. Needs root (or sudo).
+set -euo pipefail
+
+PACKAGES=(
+  bazel-bootstrap bazel-rules-java
+  g++ zlib1g-dev
+  libabsl-dev libprotobuf-dev protobuf-compiler
+  libgoogle-glog-dev libgflags-dev
+  libgtest-dev libgmock-dev libbenchmark-dev
+  libopenmpi-dev openmpi-bin
+  libopenblas-dev
+  python3-torch python3-numpy python3-venv
+)
+
+missing=()
+for p in "${PACKAGES[@]}"; do
+  if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
+    missing+=("$p")
+  fi
+done
+
+if ((${#missing[@]})); then
+  echo "setup: installing ${missing[*]}"
+  SUDO=""
+  if [[ $(id -u) -ne 0 ]]; then SUDO="sudo"; fi
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+if [[ ! -x "${CUDA_PATH:-/usr/local/cuda}/bin/nvcc" ]]; then
+  echo "setup: note: no CUDA toolkit at ${CUDA_PATH:-/usr/local/cuda}; CPU build only" >&2
+fi
+echo "setup: all packages present"
