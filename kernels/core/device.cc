@@ -150,8 +150,9 @@ void Buffer::Reset() {
 
 namespace internal {
 absl::StatusOr<std::unique_ptr<Stream>> NewCudaStream(int index);
-absl::Status CudaCopyBytes(void* dst, const void* src, size_t bytes, Stream* stream);
-absl::Status CudaZeroBytes(void* dst, size_t bytes, Stream* stream);
+absl::Status CudaCopyBytes(void* dst, const void* src, size_t bytes, cudaStream_t stream);
+absl::Status CudaZeroBytes(void* dst, size_t bytes, cudaStream_t stream);
+absl::Status CudaSynchronize(cudaStream_t stream);
 }  // namespace internal
 
 absl::StatusOr<std::unique_ptr<Stream>> NewStream(Device device) {
@@ -159,8 +160,28 @@ absl::StatusOr<std::unique_ptr<Stream>> NewStream(Device device) {
   return internal::NewCudaStream(device.index);
 }
 
+namespace {
+cudaStream_t Native(Stream* s) {
+  return s ? static_cast<cudaStream_t>(s->native_handle()) : nullptr;
+}
+}  // namespace
+
 absl::Status CopyBytes(void* dst, Device dst_device, const void* src, Device src_device,
                        size_t bytes, Stream* stream) {
+  return CopyBytes(dst, dst_device, src, src_device, bytes, Native(stream));
+}
+
+absl::Status ZeroBytes(void* dst, Device device, size_t bytes, Stream* stream) {
+  return ZeroBytes(dst, device, bytes, Native(stream));
+}
+
+absl::Status SynchronizeStream(Device device, cudaStream_t stream) {
+  if (device.is_cpu()) return absl::OkStatus();
+  return internal::CudaSynchronize(stream);
+}
+
+absl::Status CopyBytes(void* dst, Device dst_device, const void* src, Device src_device,
+                       size_t bytes, cudaStream_t stream) {
   if (bytes == 0) return absl::OkStatus();
   if (dst_device.is_cpu() && src_device.is_cpu()) {
     std::memcpy(dst, src, bytes);
@@ -169,7 +190,7 @@ absl::Status CopyBytes(void* dst, Device dst_device, const void* src, Device src
   return internal::CudaCopyBytes(dst, src, bytes, stream);
 }
 
-absl::Status ZeroBytes(void* dst, Device device, size_t bytes, Stream* stream) {
+absl::Status ZeroBytes(void* dst, Device device, size_t bytes, cudaStream_t stream) {
   if (bytes == 0) return absl::OkStatus();
   if (device.is_cpu()) {
     std::memset(dst, 0, bytes);

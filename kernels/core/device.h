@@ -17,6 +17,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
+#include "kernels/core/cuda_stream_fwd.h"
 
 namespace zt {
 
@@ -155,6 +156,14 @@ absl::StatusOr<std::unique_ptr<Stream>> NewStream(Device device);
 absl::Status CopyBytes(void* dst, Device dst_device, const void* src, Device src_device,
                        size_t bytes, Stream* stream);
 absl::Status ZeroBytes(void* dst, Device device, size_t bytes, Stream* stream);
+
+// The same on a raw CUDA stream (what kernels::OpContext carries); nullptr
+// is the legacy default stream. SynchronizeStream waits for `stream` (a no-op
+// on the CPU).
+absl::Status CopyBytes(void* dst, Device dst_device, const void* src, Device src_device,
+                       size_t bytes, cudaStream_t stream);
+absl::Status ZeroBytes(void* dst, Device device, size_t bytes, cudaStream_t stream);
+absl::Status SynchronizeStream(Device device, cudaStream_t stream);
 
 }  // namespace zt
 

@@ -59,10 +59,6 @@ class CudaStream final : public Stream {
   cudaStream_t stream_;
 };
 
-cudaStream_t Native(Stream* s) {
-  return s ? static_cast<cudaStream_t>(s->native_handle()) : nullptr;
-}
-
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<Allocator>> NewCudaAllocator(int index) {
@@ -80,13 +76,18 @@ absl::StatusOr<std::unique_ptr<Stream>> NewCudaStream(int index) {
   return std::unique_ptr<Stream>(std::make_unique<CudaStream>(index, stream));
 }
 
-absl::Status CudaCopyBytes(void* dst, const void* src, size_t bytes, Stream* stream) {
-  ZT_CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDefault, Native(stream)));
+absl::Status CudaCopyBytes(void* dst, const void* src, size_t bytes, cudaStream_t stream) {
+  ZT_CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDefault, stream));
   return absl::OkStatus();
 }
 
-absl::Status CudaZeroBytes(void* dst, size_t bytes, Stream* stream) {
-  ZT_CUDA_RETURN_IF_ERROR(cudaMemsetAsync(dst, 0, bytes, Native(stream)));
+absl::Status CudaZeroBytes(void* dst, size_t bytes, cudaStream_t stream) {
+  ZT_CUDA_RETURN_IF_ERROR(cudaMemsetAsync(dst, 0, bytes, stream));
+  return absl::OkStatus();
+}
+
+absl::Status CudaSynchronize(cudaStream_t stream) {
+  ZT_CUDA_RETURN_IF_ERROR(cudaStreamSynchronize(stream));
   return absl::OkStatus();
 }
 

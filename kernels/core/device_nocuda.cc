@@ -17,8 +17,9 @@ absl::StatusOr<std::unique_ptr<Allocator>> NewCudaAllocator(int) { return NoCuda
 
 namespace internal {
 absl::StatusOr<std::unique_ptr<Stream>> NewCudaStream(int) { return NoCuda(); }
-absl::Status CudaCopyBytes(void*, const void*, size_t, Stream*) { return NoCuda(); }
-absl::Status CudaZeroBytes(void*, size_t, Stream*) { return NoCuda(); }
+absl::Status CudaCopyBytes(void*, const void*, size_t, cudaStream_t) { return NoCuda(); }
+absl::Status CudaZeroBytes(void*, size_t, cudaStream_t) { return NoCuda(); }
+absl::Status CudaSynchronize(cudaStream_t) { return NoCuda(); }
 }  // namespace internal
 
 }  // namespace zt
