@@ -160,21 +160,6 @@ absl::StatusOr<std::unique_ptr<Stream>> NewStream(Device device) {
   return internal::NewCudaStream(device.index);
 }
 
-namespace {
-cudaStream_t Native(Stream* s) {
-  return s ? static_cast<cudaStream_t>(s->native_handle()) : nullptr;
-}
-}  // namespace
-
-absl::Status CopyBytes(void* dst, Device dst_device, const void* src, Device src_device,
-                       size_t bytes, Stream* stream) {
-  return CopyBytes(dst, dst_device, src, src_device, bytes, Native(stream));
-}
-
-absl::Status ZeroBytes(void* dst, Device device, size_t bytes, Stream* stream) {
-  return ZeroBytes(dst, device, bytes, Native(stream));
-}
-
 absl::Status SynchronizeStream(Device device, cudaStream_t stream) {
   if (device.is_cpu()) return absl::OkStatus();
   return internal::CudaSynchronize(stream);

@@ -146,20 +146,16 @@ class Stream {
   virtual absl::Status Synchronize() = 0;
   // cudaStream_t for CUDA streams, nullptr on the CPU.
   virtual void* native_handle() const = 0;
+  cudaStream_t cuda_stream() const { return static_cast<cudaStream_t>(native_handle()); }
 };
 
 absl::StatusOr<std::unique_ptr<Stream>> NewStream(Device device);
 
-// Copies between any two devices, ordered on `stream` (which may be null for
-// host-to-host). Host memory touched by an asynchronous device copy must stay
-// alive until the stream is synchronized.
-absl::Status CopyBytes(void* dst, Device dst_device, const void* src, Device src_device,
-                       size_t bytes, Stream* stream);
-absl::Status ZeroBytes(void* dst, Device device, size_t bytes, Stream* stream);
-
-// The same on a raw CUDA stream (what kernels::OpContext carries); nullptr
-// is the legacy default stream. SynchronizeStream waits for `stream` (a no-op
-// on the CPU).
+// Copies between any two devices, ordered on a raw CUDA stream (what
+// kernels::OpContext carries; Stream::cuda_stream() for a Stream; nullptr is
+// the legacy default stream, and host-to-host copies ignore it). Host memory
+// touched by an asynchronous device copy must stay alive until the stream is
+// synchronized. SynchronizeStream waits for `stream` (a no-op on the CPU).
 absl::Status CopyBytes(void* dst, Device dst_device, const void* src, Device src_device,
                        size_t bytes, cudaStream_t stream);
 absl::Status ZeroBytes(void* dst, Device device, size_t bytes, cudaStream_t stream);

@@ -25,9 +25,9 @@ TEST(DeviceGpuTest, AllocateCopyRoundTripAndCount) {
   ASSERT_TRUE(dev.ok()) << dev.status();
   EXPECT_EQ((*alloc)->Stats().Live(MemoryCategory::kParameters), 4000);
   ASSERT_TRUE(CopyBytes(dev->data(), Device::Cuda(0), host.data(), Device::Cpu(), 4000,
-                        stream->get()).ok());
+                        (*stream)->cuda_stream()).ok());
   ASSERT_TRUE(CopyBytes(back.data(), Device::Cpu(), dev->data(), Device::Cuda(0), 4000,
-                        stream->get()).ok());
+                        (*stream)->cuda_stream()).ok());
   ASSERT_TRUE((*stream)->Synchronize().ok());
   EXPECT_EQ(back, host);
 }

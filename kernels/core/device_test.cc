@@ -55,7 +55,7 @@ TEST(DeviceTest, CpuCopyAndZero) {
   float src[4] = {1, 2, 3, 4}, dst[4] = {};
   auto stream = NewStream(Device::Cpu());
   ASSERT_TRUE(stream.ok());
-  ASSERT_TRUE(CopyBytes(dst, Device::Cpu(), src, Device::Cpu(), sizeof(src), stream->get()).ok());
+  ASSERT_TRUE(CopyBytes(dst, Device::Cpu(), src, Device::Cpu(), sizeof(src), (*stream)->cuda_stream()).ok());
   EXPECT_EQ(dst[3], 4.0f);
   ASSERT_TRUE(ZeroBytes(dst, Device::Cpu(), sizeof(dst), nullptr).ok());
   EXPECT_EQ(dst[0], 0.0f);
