@@ -20,9 +20,12 @@ bool LossScaler::Update(bool overflow) {
         --state_.hysteresis_left;
       }
       state_.last_overflow_iteration = state_.iteration;
-    } else if ((state_.iteration - state_.last_overflow_iteration) % options_.window == 0) {
-      state_.hysteresis_left = std::max(1, options_.hysteresis);
-      state_.scale *= options_.factor;
+    } else {
+      if (options_.consecutive_hysteresis) state_.hysteresis_left = std::max(1, options_.hysteresis);
+      if ((state_.iteration - state_.last_overflow_iteration) % options_.window == 0) {
+        state_.hysteresis_left = std::max(1, options_.hysteresis);
+        state_.scale *= options_.factor;
+      }
     }
   }
   ++state_.iteration;

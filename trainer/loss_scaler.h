@@ -20,6 +20,9 @@ struct LossScalerOptions {
   int initial_scale_power = 16;     // dynamic: start at 2^power
   int64_t window = 1000;            // clean steps before doubling
   int hysteresis = 2;               // overflows absorbed before halving
+  // Refill the hysteresis budget after every clean step, not only when the
+  // scale grows (DeepSpeed's consecutive_hysteresis).
+  bool consecutive_hysteresis = false;
   double min_scale = 1.0;
   double factor = 2.0;
 };

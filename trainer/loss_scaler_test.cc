@@ -41,6 +41,20 @@ TEST(LossScalerTest, GrowsBackAfterWindowOfCleanSteps) {
   EXPECT_EQ(s.scale(), 32.0);
 }
 
+TEST(LossScalerTest, ConsecutiveHysteresisRefillsAfterACleanStep) {
+  LossScalerOptions o;
+  o.initial_scale_power = 10;
+  o.hysteresis = 2;
+  o.consecutive_hysteresis = true;
+  LossScaler s(o);
+  s.Update(true);   // Absorbed.
+  s.Update(false);  // Refills the budget.
+  s.Update(true);   // Absorbed again.
+  EXPECT_EQ(s.scale(), 1024.0);
+  s.Update(true);   // Two in a row: halves.
+  EXPECT_EQ(s.scale(), 512.0);
+}
+
 TEST(LossScalerTest, NeverBelowMinScale) {
   LossScalerOptions o;
   o.initial_scale_power = 2;
