@@ -29,6 +29,20 @@ if ((${#missing[@]})); then
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 
+# PyPI packages, for tests that check our outputs with the readers users have
+# (tensorboard for event files, safetensors for checkpoints). The venv sees
+# Debian's torch and numpy through --system-site-packages.
+VENV=/opt/zerotrain/venv
+if ! "$VENV/bin/python3" -c "import tensorboard, safetensors" 2>/dev/null; then
+  echo "setup: creating $VENV with tensorboard and safetensors from PyPI"
+  VENV_SUDO=""
+  if [[ $(id -u) -ne 0 ]]; then VENV_SUDO="sudo"; fi
+  $VENV_SUDO mkdir -p "$(dirname "$VENV")"
+  $VENV_SUDO /usr/bin/python3 -m venv --system-site-packages "$VENV"
+  $VENV_SUDO "$VENV/bin/pip" install --quiet --disable-pip-version-check \
+    tensorboard safetensors
+fi
+
 if [[ ! -x "${CUDA_PATH:-/usr/local/cuda}/bin/nvcc" ]]; then
   echo "setup: note: no CUDA toolkit at ${CUDA_PATH:-/usr/local/cuda}; CPU build only" >&2
 fi
