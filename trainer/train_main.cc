@@ -1,11 +1,103 @@
-// Placeholder until the trainer lands: prints what this build can run on.
+// train: trains a GPT from a text-format config.
+//
+//   train [--config=FILE] [--set=field.path=value ...]
+//
+// With no config it runs the built-in default (a small GPT on the synthetic
+// corpus, CPU or GPU). Under mpirun every rank runs this same binary.
 #include <cstdio>
+#include <string>
+#include <vector>
 
-#include "kernels/core/device.h"
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "kernels/core/status_macros.h"
+#include "trainer/config.h"
+#include "trainer/trainer.h"
+#include "zero/communicator_factory.h"
+#include "zero/launch_env.h"
 
-int main() {
-  std::printf("zerotrain train: built %s CUDA, %d GPU(s) visible\n",
-              zt::BuiltWithCuda() ? "with" : "without", zt::CudaDeviceCount());
-  std::printf("default config: (trainer not built yet)\n");
+namespace zt {
+namespace {
+
+constexpr char kUsage[] =
+    "usage: train [--config=FILE] [--set=field.path=value ...] [--print_config]\n"
+    "  --config=FILE       text-format TrainConfig (trainer/config.proto); default: built-in\n"
+    "  --set=PATH=VALUE    override one field, e.g. --set=optimizer.lr=1e-3 (repeatable)\n"
+    "  --print_config      print the resolved config and exit\n";
+
+struct Flags {
+  std::string config;
+  std::vector<std::string> sets;
+  bool print_config = false;
+  bool help = false;
+};
+
+absl::StatusOr<Flags> ParseFlags(int argc, char** argv) {
+  Flags f;
+  for (int i = 1; i < argc; ++i) {
+    const std::string a = argv[i];
+    auto value = [&](absl::string_view name, std::string* out) -> absl::StatusOr<bool> {
+      const std::string eq = absl::StrCat(name, "=");
+      if (absl::StartsWith(a, eq)) {
+        *out = a.substr(eq.size());
+        return true;
+      }
+      if (a == name) {
+        if (i + 1 >= argc) return absl::InvalidArgumentError(absl::StrCat(name, " needs a value"));
+        *out = argv[++i];
+        return true;
+      }
+      return false;
+    };
+    std::string v;
+    ZT_ASSIGN_OR_RETURN(bool is_config, value("--config", &v));
+    if (is_config) {
+      f.config = v;
+      continue;
+    }
+    ZT_ASSIGN_OR_RETURN(bool is_set, value("--set", &v));
+    if (is_set) {
+      f.sets.push_back(v);
+      continue;
+    }
+    if (a == "--print_config") {
+      f.print_config = true;
+    } else if (a == "--help" || a == "-h") {
+      f.help = true;
+    } else {
+      return absl::InvalidArgumentError(absl::StrCat("unknown flag \"", a, "\""));
+    }
+  }
+  return f;
+}
+
+absl::Status Main(int argc, char** argv) {
+  ZT_ASSIGN_OR_RETURN(Flags flags, ParseFlags(argc, argv));
+  if (flags.help) {
+    std::fputs(kUsage, stdout);
+    return absl::OkStatus();
+  }
+  ZT_ASSIGN_OR_RETURN(TrainConfig config, ResolveConfig(flags.config, flags.sets));
+  if (flags.print_config) {
+    std::fputs(ConfigToText(config).c_str(), stdout);
+    return absl::OkStatus();
+  }
+  ZT_ASSIGN_OR_RETURN(LaunchEnv env, DetectLaunchEnv());
+  ZT_ASSIGN_OR_RETURN(Device device, ChooseDevice(config, env.local_rank));
+  ZT_ASSIGN_OR_RETURN(auto comm, CreateCommunicator(CommunicatorBackend::kAuto, device));
+  ZT_ASSIGN_OR_RETURN(auto trainer, Trainer::Create(config, comm.get()));
+  return trainer->Run();
+}
+
+}  // namespace
+}  // namespace zt
+
+int main(int argc, char** argv) {
+  const absl::Status s = zt::Main(argc, argv);
+  if (!s.ok()) {
+    std::fprintf(stderr, "train: error: %s\n", s.ToString().c_str());
+    if (s.code() == absl::StatusCode::kInvalidArgument) std::fputs(zt::kUsage, stderr);
+    return s.code() == absl::StatusCode::kInvalidArgument ? 2 : 1;
+  }
   return 0;
 }

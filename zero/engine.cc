@@ -47,6 +47,35 @@ Range Intersect(Range a, Range b) {
 
 }  // namespace
 
+absl::Status AllReduceHostFloats(Communicator* comm, Allocator* allocator, cudaStream_t stream,
+                                 float* values, int n, absl::Duration timeout) {
+  if (comm->world_size() == 1) return absl::OkStatus();
+  float* buf = values;
+  Buffer dev_buf;
+  const Device dev = comm->device();
+  if (!dev.is_cpu()) {
+    // Device transports (NCCL) need device memory.
+    ZT_ASSIGN_OR_RETURN(dev_buf, Buffer::Allocate(*allocator, n * sizeof(float),
+                                                  MemoryCategory::kWorkspace));
+    ZT_RETURN_IF_ERROR(CopyBytes(dev_buf.data(), dev, values, Device::Cpu(), n * sizeof(float),
+                                 stream));
+    ZT_RETURN_IF_ERROR(SynchronizeStream(dev, stream));
+    buf = dev_buf.as<float>();
+  }
+  AllReduceOptions o;
+  o.send = buf;
+  o.recv = buf;
+  o.count = n;
+  o.dtype = DType::kFloat32;
+  ZT_ASSIGN_OR_RETURN(auto h, comm->AllReduce(o));
+  ZT_RETURN_IF_ERROR(h->Wait(timeout));
+  if (!dev_buf.empty()) {
+    ZT_RETURN_IF_ERROR(CopyBytes(values, Device::Cpu(), buf, dev, n * sizeof(float), stream));
+    ZT_RETURN_IF_ERROR(SynchronizeStream(dev, stream));
+  }
+  return absl::OkStatus();
+}
+
 ZeroEngine::ZeroEngine(const ParamLayout& layout, const EngineOptions& options, Communicator* comm,
                        Allocator* allocator, const kernels::OpContext& ctx)
     : layout_(layout),
@@ -430,25 +459,7 @@ absl::StatusOr<StepOutcome> ZeroEngine::Step(kernels::AdamWHyper hyper, double l
   float agreed[2] = {static_cast<float>(found), local_sq};
   if (comm_->world_size() > 1 && opt_.stage > 0) {
     // One fp32 all-reduce agrees on both the overflow flag and the norm.
-    float* buf = agreed;
-    Buffer dev_buf;
-    if (!comm_->device().is_cpu()) {
-      ZT_ASSIGN_OR_RETURN(dev_buf, Buffer::Allocate(*alloc_, 8, MemoryCategory::kWorkspace));
-      ZT_RETURN_IF_ERROR(CopyBytes(dev_buf.data(), dev, agreed, Device::Cpu(), 8, ctx_.stream));
-      ZT_RETURN_IF_ERROR(SynchronizeStream(dev, ctx_.stream));
-      buf = dev_buf.as<float>();
-    }
-    AllReduceOptions o;
-    o.send = buf;
-    o.recv = buf;
-    o.count = 2;
-    o.dtype = DType::kFloat32;
-    ZT_ASSIGN_OR_RETURN(auto h, comm_->AllReduce(o));
-    ZT_RETURN_IF_ERROR(h->Wait(opt_.timeout));
-    if (!dev_buf.empty()) {
-      ZT_RETURN_IF_ERROR(CopyBytes(agreed, Device::Cpu(), buf, dev, 8, ctx_.stream));
-      ZT_RETURN_IF_ERROR(SynchronizeStream(dev, ctx_.stream));
-    }
+    ZT_RETURN_IF_ERROR(AllReduceHostFloats(comm_, alloc_, ctx_.stream, agreed, 2, opt_.timeout));
   }
   StepOutcome out;
   out.grad_norm = std::sqrt(static_cast<double>(agreed[1])) / loss_scale;
@@ -473,6 +484,16 @@ absl::StatusOr<StepOutcome> ZeroEngine::Step(kernels::AdamWHyper hyper, double l
     ZT_RETURN_IF_ERROR(WaitAll(handles));
   }
   return out;
+}
+
+absl::Status ZeroEngine::InjectNonFiniteGradient() {
+  if (opt_range_.size() == 0) return absl::OkStatus();
+  const float inf = INFINITY;
+  uint16_t bits16 = opt_.dtype == DType::kFloat16 ? FloatToHalfBits(inf) : FloatToBFloat16Bits(inf);
+  const void* src = opt_.dtype == DType::kFloat32 ? static_cast<const void*>(&inf) : &bits16;
+  ZT_RETURN_IF_ERROR(CopyBytes(const_cast<void*>(norm_refs_[0].data), alloc_->device(), src,
+                               Device::Cpu(), es(), ctx_.stream));
+  return SynchronizeStream(alloc_->device(), ctx_.stream);
 }
 
 }  // namespace zt

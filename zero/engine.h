@@ -40,6 +40,11 @@ struct EngineOptions {
   absl::Duration timeout = absl::Minutes(5);
 };
 
+// Sums `n` host floats over all ranks in place (staged through device memory
+// when the communicator needs it).
+absl::Status AllReduceHostFloats(Communicator* comm, Allocator* allocator, cudaStream_t stream,
+                                 float* values, int n, absl::Duration timeout);
+
 struct StepOutcome {
   bool skipped = false;    // non-finite gradients somewhere
   double grad_norm = 0;    // global, unscaled, before clipping
@@ -86,6 +91,10 @@ class ZeroEngine final : public ParamProvider {
   Allocator* allocator() const { return alloc_; }
   // Model-state bytes (parameters, gradients, master, moments) held now.
   int64_t ModelStateBytes() const;
+
+  // Test hook: makes one element of this rank's reduced gradient infinite,
+  // as an fp16 overflow would (call between FinishGradients and Step).
+  absl::Status InjectNonFiniteGradient();
 
  private:
   ZeroEngine(const ParamLayout& layout, const EngineOptions& options, Communicator* comm,
