@@ -161,6 +161,24 @@ absl::Status CopyBytes(void* dst, Device dst_device, const void* src, Device src
 absl::Status ZeroBytes(void* dst, Device device, size_t bytes, cudaStream_t stream);
 absl::Status SynchronizeStream(Device device, cudaStream_t stream);
 
+// Conveniences for a Stream (and for a literal nullptr, which would otherwise
+// be ambiguous between the two).
+inline absl::Status CopyBytes(void* dst, Device dst_device, const void* src, Device src_device,
+                              size_t bytes, Stream* stream) {
+  return CopyBytes(dst, dst_device, src, src_device, bytes,
+                   stream ? stream->cuda_stream() : cudaStream_t{nullptr});
+}
+inline absl::Status CopyBytes(void* dst, Device dst_device, const void* src, Device src_device,
+                              size_t bytes, std::nullptr_t) {
+  return CopyBytes(dst, dst_device, src, src_device, bytes, cudaStream_t{nullptr});
+}
+inline absl::Status ZeroBytes(void* dst, Device device, size_t bytes, Stream* stream) {
+  return ZeroBytes(dst, device, bytes, stream ? stream->cuda_stream() : cudaStream_t{nullptr});
+}
+inline absl::Status ZeroBytes(void* dst, Device device, size_t bytes, std::nullptr_t) {
+  return ZeroBytes(dst, device, bytes, cudaStream_t{nullptr});
+}
+
 }  // namespace zt
 
 #endif  // ZEROTRAIN_KERNELS_CORE_DEVICE_H_
