@@ -94,11 +94,10 @@ bool IsNumber(char32_t c) {
   if (c >= '0' && c <= '9') return true;
   if (c < 0x80) return false;
   static constexpr char32_t kDigitBlocks[] = {
-      0x0660, 0x06F0, 0x07C0, 0x0966, 0x09E6, 0x0A66, 0x0AE6, 0x0B66,
-      0x0BE6, 0x0C66, 0x0CE6, 0x0D66, 0x0DE6, 0x0E50, 0x0ED0, 0x0F20,
-      0x1040, 0x1090, 0x17E0, 0x1810, 0x1946, 0x19D0, 0x1A80, 0x1A90,
-      0x1B50, 0x1BB0, 0x1C40, 0x1C50, 0xA620, 0xA8D0, 0xA900, 0xA9D0,
-      0xA9F0, 0xAA50, 0xABF0, 0xFF10};
+      0x0660, 0x06F0, 0x07C0, 0x0966, 0x09E6, 0x0A66, 0x0AE6, 0x0B66, 0x0BE6,
+      0x0C66, 0x0CE6, 0x0D66, 0x0DE6, 0x0E50, 0x0ED0, 0x0F20, 0x1040, 0x1090,
+      0x17E0, 0x1810, 0x1946, 0x19D0, 0x1A80, 0x1A90, 0x1B50, 0x1BB0, 0x1C40,
+      0x1C50, 0xA620, 0xA8D0, 0xA900, 0xA9D0, 0xA9F0, 0xAA50, 0xABF0, 0xFF10};
   for (char32_t start : kDigitBlocks) {
     if (c >= start && c <= start + 9) return true;
   }
@@ -191,7 +190,8 @@ class JsonObjectReader {
         absl::StrCat("JSON at byte ", pos_, ": ", what));
   }
   absl::Status Expect(char c) {
-    if (Peek() != c) return Error(absl::StrCat("expected '", std::string(1, c), "'"));
+    if (Peek() != c)
+      return Error(absl::StrCat("expected '", std::string(1, c), "'"));
     ++pos_;
     return absl::OkStatus();
   }
@@ -201,10 +201,14 @@ class JsonObjectReader {
     for (int i = 0; i < 4; ++i) {
       const char c = s_[pos_++];
       v <<= 4;
-      if (c >= '0' && c <= '9') v |= c - '0';
-      else if (c >= 'a' && c <= 'f') v |= c - 'a' + 10;
-      else if (c >= 'A' && c <= 'F') v |= c - 'A' + 10;
-      else return Error("bad hex digit in \\u escape");
+      if (c >= '0' && c <= '9')
+        v |= c - '0';
+      else if (c >= 'a' && c <= 'f')
+        v |= c - 'a' + 10;
+      else if (c >= 'A' && c <= 'F')
+        v |= c - 'A' + 10;
+      else
+        return Error("bad hex digit in \\u escape");
     }
     *out = v;
     return absl::OkStatus();
@@ -225,20 +229,37 @@ class JsonObjectReader {
       if (pos_ >= s_.size()) return Error("unterminated escape");
       const char e = s_[pos_++];
       switch (e) {
-        case '"': out->push_back('"'); break;
-        case '\\': out->push_back('\\'); break;
-        case '/': out->push_back('/'); break;
-        case 'b': out->push_back('\b'); break;
-        case 'f': out->push_back('\f'); break;
-        case 'n': out->push_back('\n'); break;
-        case 'r': out->push_back('\r'); break;
-        case 't': out->push_back('\t'); break;
+        case '"':
+          out->push_back('"');
+          break;
+        case '\\':
+          out->push_back('\\');
+          break;
+        case '/':
+          out->push_back('/');
+          break;
+        case 'b':
+          out->push_back('\b');
+          break;
+        case 'f':
+          out->push_back('\f');
+          break;
+        case 'n':
+          out->push_back('\n');
+          break;
+        case 'r':
+          out->push_back('\r');
+          break;
+        case 't':
+          out->push_back('\t');
+          break;
         case 'u': {
           char32_t cp = 0;
           ZT_RETURN_IF_ERROR(ReadHex4(&cp));
           if (cp >= 0xD800 && cp <= 0xDBFF) {
             char32_t low = 0;
-            if (s_.substr(pos_, 2) != "\\u") return Error("lone high surrogate");
+            if (s_.substr(pos_, 2) != "\\u")
+              return Error("lone high surrogate");
             pos_ += 2;
             ZT_RETURN_IF_ERROR(ReadHex4(&low));
             if (low < 0xDC00 || low > 0xDFFF) return Error("bad low surrogate");
@@ -280,7 +301,8 @@ std::string Gpt2ByteToUnicode(uint8_t byte) {
     int next = 0;
     for (int b = 0; b < 256; ++b) {
       const bool printable = (b >= '!' && b <= '~') ||
-                             (b >= 0xA1 && b <= 0xAC) || (b >= 0xAE && b <= 0xFF);
+                             (b >= 0xA1 && b <= 0xAC) ||
+                             (b >= 0xAE && b <= 0xFF);
       AppendUtf8(printable ? b : 256 + next++, &t[b]);
     }
     return t;
@@ -372,14 +394,17 @@ absl::StatusOr<Gpt2Tokenizer> Gpt2Tokenizer::FromStrings(
   for (absl::string_view line : absl::StrSplit(vocab_bpe, '\n')) {
     ++line_number;
     if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
-    if (line.empty() || (line_number == 1 && absl::StartsWith(line, "#version"))) {
+    if (line.empty() ||
+        (line_number == 1 && absl::StartsWith(line, "#version"))) {
       continue;
     }
     std::vector<absl::string_view> parts = absl::StrSplit(line, ' ');
     if (parts.size() != 2 || parts[0].empty() || parts[1].empty()) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "vocab.bpe line ", line_number, ": expected two symbols separated by "
-          "one space, got '", line, "'"));
+      return absl::InvalidArgumentError(
+          absl::StrCat("vocab.bpe line ", line_number,
+                       ": expected two symbols separated by "
+                       "one space, got '",
+                       line, "'"));
     }
     // A repeated merge keeps its last rank, as GPT-2's dict(zip(...)) does.
     t.merge_rank_[line] = rank++;
@@ -443,9 +468,9 @@ absl::StatusOr<std::vector<int32_t>> Gpt2Tokenizer::Encode(
       for (const std::string& symbol : Bpe(piece)) {
         auto it = encoder_.find(symbol);
         if (it == encoder_.end()) {
-          return absl::InvalidArgumentError(absl::StrCat(
-              "BPE token '", symbol, "' (from '", piece,
-              "') is not in encoder.json"));
+          return absl::InvalidArgumentError(
+              absl::StrCat("BPE token '", symbol, "' (from '", piece,
+                           "') is not in encoder.json"));
         }
         piece_ids.push_back(it->second);
       }
@@ -465,7 +490,8 @@ std::string Gpt2Tokenizer::Decode(absl::Span<const int32_t> ids) const {
       size_t len;
       DecodeUtf8(token, i, &len);
       auto it = unicode_to_byte_.find(token.substr(i, len));
-      if (it != unicode_to_byte_.end()) out.push_back(static_cast<char>(it->second));
+      if (it != unicode_to_byte_.end())
+        out.push_back(static_cast<char>(it->second));
       i += len;
     }
   }

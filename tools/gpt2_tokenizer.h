@@ -40,8 +40,8 @@ class Gpt2Tokenizer {
   static absl::StatusOr<Gpt2Tokenizer> Load(const std::string& encoder_json,
                                             const std::string& vocab_bpe);
   // From file contents; `vocab_bpe` may start with a "#version" line.
-  static absl::StatusOr<Gpt2Tokenizer> FromStrings(absl::string_view encoder_json,
-                                                   absl::string_view vocab_bpe);
+  static absl::StatusOr<Gpt2Tokenizer> FromStrings(
+      absl::string_view encoder_json, absl::string_view vocab_bpe);
 
   // kInvalidArgument naming the piece when a BPE result is not in the
   // encoder (impossible with GPT-2's own files, which cover all 256 bytes).

@@ -63,7 +63,9 @@ TEST(Gpt2PreTokenizeTest, NonAsciiLettersDigitsAndInvalidBytes) {
               ElementsAre("h\u00e9llo", " w\u00f6rld"));
   EXPECT_THAT(Split("x\u0663\u0664"), ElementsAre("x", "\u0663\u0664"));
   EXPECT_THAT(Split("\u4e2d\u6587 ok"), ElementsAre("\u4e2d\u6587", " ok"));
-  EXPECT_THAT(Split("a\xff" "b"), ElementsAre("a", "\xff", "b"));
+  EXPECT_THAT(Split("a\xff"
+                    "b"),
+              ElementsAre("a", "\xff", "b"));
   EXPECT_THAT(Split("a\u3000b"), ElementsAre("a", "\u3000", "b"));
 }
 
@@ -145,8 +147,7 @@ TEST(Gpt2TokenizerTest, PieceMissingFromEncoderIsNamed) {
 TEST(Gpt2TokenizerTest, MalformedMergeLineIsNamed) {
   auto t = Gpt2Tokenizer::FromStrings(kEncoder, "#version: 0.2\nh e\nabc\n");
   EXPECT_EQ(t.status().code(), absl::StatusCode::kInvalidArgument);
-  EXPECT_THAT(std::string(t.status().message()),
-              HasSubstr("vocab.bpe line 3"));
+  EXPECT_THAT(std::string(t.status().message()), HasSubstr("vocab.bpe line 3"));
 }
 
 TEST(Gpt2TokenizerTest, MissingFilesAreNotFound) {

@@ -13,8 +13,8 @@
 
 #include <cmath>
 #include <cstdio>
-#include <limits>
 #include <fstream>
+#include <limits>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -63,8 +63,8 @@ absl::StatusOr<int> WriteShards(const std::string& prefix,
     const size_t n = std::min<size_t>(shard_tokens, tokens.size() - start);
     const std::string path =
         absl::StrFormat("%s_%s_%06d.bin", prefix, split, count);
-    ZT_RETURN_IF_ERROR(WriteShard(
-        path, absl::MakeConstSpan(tokens.data() + start, n)));
+    ZT_RETURN_IF_ERROR(
+        WriteShard(path, absl::MakeConstSpan(tokens.data() + start, n)));
     ++count;
   }
   return count;
@@ -78,7 +78,8 @@ absl::Status Run() {
   const std::string encoder_json = absl::GetFlag(FLAGS_encoder_json);
   const std::string vocab_bpe = absl::GetFlag(FLAGS_vocab_bpe);
   if (input.empty() || prefix.empty()) {
-    return absl::InvalidArgumentError("--input and --output_prefix are required");
+    return absl::InvalidArgumentError(
+        "--input and --output_prefix are required");
   }
   if (shard_tokens < 1 || shard_tokens > std::numeric_limits<int32_t>::max()) {
     return absl::InvalidArgumentError(absl::StrCat(
@@ -86,8 +87,9 @@ absl::Status Run() {
         std::numeric_limits<int32_t>::max(), "]"));
   }
   if (!(val_fraction >= 0 && val_fraction < 1)) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "--val_fraction = ", val_fraction, " is out of range: must be in [0, 1)"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("--val_fraction = ", val_fraction,
+                     " is out of range: must be in [0, 1)"));
   }
   if (encoder_json.empty() != vocab_bpe.empty()) {
     return absl::InvalidArgumentError(
@@ -106,9 +108,9 @@ absl::Status Run() {
                         Gpt2Tokenizer::Load(encoder_json, vocab_bpe));
     vocab_size = tokenizer.vocab_size();
     if (vocab_size > 65536) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          encoder_json, ": vocabulary of ", vocab_size,
-          " does not fit uint16 shard tokens"));
+      return absl::InvalidArgumentError(
+          absl::StrCat(encoder_json, ": vocabulary of ", vocab_size,
+                       " does not fit uint16 shard tokens"));
     }
     ZT_ASSIGN_OR_RETURN(std::vector<int32_t> ids, tokenizer.Encode(text));
     if (absl::GetFlag(FLAGS_prepend_eot) && tokenizer.eot_token()) {

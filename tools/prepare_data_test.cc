@@ -30,9 +30,8 @@ std::string Write(const std::string& name, const std::string& content) {
 }
 
 int RunPrepareData(const std::string& args) {
-  const std::string cmd = absl::StrCat(kBinary, " ", args, " >",
-                                       TmpDir(), "/stdout 2>", TmpDir(),
-                                       "/stderr");
+  const std::string cmd = absl::StrCat(kBinary, " ", args, " >", TmpDir(),
+                                       "/stdout 2>", TmpDir(), "/stderr");
   return WEXITSTATUS(std::system(cmd.c_str()));
 }
 
@@ -60,7 +59,8 @@ TEST(PrepareDataTest, ByteLevelShardsHoldTheTextSplitIntoValThenTrain) {
   for (int i = 0; i < 50; ++i) text += "To be, or not to be: \xc3\xa9\n";
   const std::string input = Write("bytes.txt", text);
   const std::string prefix = TmpDir() + "/bytes";
-  ASSERT_EQ(RunPrepareData(absl::StrCat("--input=", input, " --output_prefix=", prefix,
+  ASSERT_EQ(RunPrepareData(
+                absl::StrCat("--input=", input, " --output_prefix=", prefix,
                              " --shard_tokens=300 --val_fraction=0.2")),
             0)
       << Stderr();
@@ -92,7 +92,8 @@ TEST(PrepareDataTest, Gpt2BpeWithTinyVocabularyPrependsEndOfText) {
                                    "\xc4\xa0 hello\n\xc4\xa0 w\n");
   const std::string input = Write("bpe.txt", "hello hello world\n");
   const std::string prefix = TmpDir() + "/bpe";
-  ASSERT_EQ(RunPrepareData(absl::StrCat("--input=", input, " --output_prefix=", prefix,
+  ASSERT_EQ(RunPrepareData(
+                absl::StrCat("--input=", input, " --output_prefix=", prefix,
                              " --val_fraction=0 --encoder_json=", encoder,
                              " --vocab_bpe=", merges)),
             0)
@@ -103,18 +104,19 @@ TEST(PrepareDataTest, Gpt2BpeWithTinyVocabularyPrependsEndOfText) {
 }
 
 TEST(PrepareDataTest, BadArgumentsFailWithAMessage) {
-  EXPECT_NE(RunPrepareData("--input=/nonexistent.txt --output_prefix=/tmp/x"), 0);
+  EXPECT_NE(RunPrepareData("--input=/nonexistent.txt --output_prefix=/tmp/x"),
+            0);
   EXPECT_NE(Stderr().find("/nonexistent.txt"), std::string::npos) << Stderr();
 
   const std::string input = Write("small.txt", "abc");
   EXPECT_NE(RunPrepareData(absl::StrCat("--input=", input, " --output_prefix=",
-                             TmpDir(), "/x --val_fraction=1.5")),
+                                        TmpDir(), "/x --val_fraction=1.5")),
             0);
   EXPECT_NE(Stderr().find("--val_fraction = 1.5"), std::string::npos)
       << Stderr();
 
   EXPECT_NE(RunPrepareData(absl::StrCat("--input=", input, " --output_prefix=",
-                             TmpDir(), "/x --encoder_json=e.json")),
+                                        TmpDir(), "/x --encoder_json=e.json")),
             0);
   EXPECT_NE(Stderr().find("--vocab_bpe"), std::string::npos) << Stderr();
 }

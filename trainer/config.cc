@@ -6,11 +6,11 @@
 #include <string>
 #include <vector>
 
+#include "absl/strings/ascii.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
-#include "absl/strings/ascii.h"
 #include "absl/strings/strip.h"
 #include "google/protobuf/descriptor.h"
 #include "google/protobuf/io/tokenizer.h"
@@ -39,8 +39,8 @@ class FirstErrorCollector : public pb::io::ErrorCollector {
     if (line < 0) {
       error_ = absl::StrCat(source_, ": ", message);
     } else {
-      error_ = absl::StrCat(source_, ":", line + 1, ":", column + 1, ": ",
-                            message);
+      error_ =
+          absl::StrCat(source_, ":", line + 1, ":", column + 1, ": ", message);
       std::vector<absl::string_view> lines = absl::StrSplit(text_, '\n');
       if (line < static_cast<int>(lines.size())) {
         absl::StrAppend(&error_, " (in `",
@@ -118,9 +118,9 @@ void FillDefaults(pb::Message* message) {
 
 absl::Status BadValue(absl::string_view path, absl::string_view value,
                       absl::string_view type) {
-  return absl::InvalidArgumentError(absl::StrCat(
-      "--set ", path, "=", value, ": '", value, "' is not a valid ", type,
-      " for ", path));
+  return absl::InvalidArgumentError(
+      absl::StrCat("--set ", path, "=", value, ": '", value,
+                   "' is not a valid ", type, " for ", path));
 }
 
 // Sets the scalar (or message) field `f` of `message` from its text `value`.
@@ -184,10 +184,10 @@ absl::Status SetFieldFromText(pb::Message* message,
         for (int i = 0; i < e->value_count(); ++i) {
           names.push_back(e->value(i)->name());
         }
-        return absl::InvalidArgumentError(absl::StrCat(
-            "--set ", path, "=", value, ": '", value, "' is not a value of ",
-            e->full_name(), " for ", path, " (one of ",
-            absl::StrJoin(names, ", "), ")"));
+        return absl::InvalidArgumentError(
+            absl::StrCat("--set ", path, "=", value, ": '", value,
+                         "' is not a value of ", e->full_name(), " for ", path,
+                         " (one of ", absl::StrJoin(names, ", "), ")"));
       }
       refl->SetEnum(message, f, ev);
       return absl::OkStatus();
@@ -197,11 +197,12 @@ absl::Status SetFieldFromText(pb::Message* message,
       return absl::OkStatus();
     case pb::FieldDescriptor::CPPTYPE_MESSAGE: {
       absl::string_view body = value;
-      if (!absl::ConsumePrefix(&body, "{") || !absl::ConsumeSuffix(&body, "}")) {
-        return absl::InvalidArgumentError(absl::StrCat(
-            "--set ", path, "=", value, ": ", path,
-            " is a message; give its fields in braces, e.g. ", path,
-            "={name: value}"));
+      if (!absl::ConsumePrefix(&body, "{") ||
+          !absl::ConsumeSuffix(&body, "}")) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("--set ", path, "=", value, ": ", path,
+                         " is a message; give its fields in braces, e.g. ",
+                         path, "={name: value}"));
       }
       return ParseInto(body, absl::StrCat("--set ", path),
                        refl->MutableMessage(message, f));
@@ -247,8 +248,8 @@ class Checker {
 
   absl::Status status() const {
     if (errors_.empty()) return absl::OkStatus();
-    return absl::InvalidArgumentError(absl::StrCat(
-        "invalid config: ", absl::StrJoin(errors_, "; ")));
+    return absl::InvalidArgumentError(
+        absl::StrCat("invalid config: ", absl::StrJoin(errors_, "; ")));
   }
 
  private:
@@ -281,8 +282,7 @@ absl::StatusOr<TrainConfig> ParseConfigText(absl::string_view text,
 absl::StatusOr<TrainConfig> LoadConfig(const std::string& path) {
   std::ifstream in(path);
   if (!in) {
-    return absl::NotFoundError(
-        absl::StrCat(path, ": cannot open config file"));
+    return absl::NotFoundError(absl::StrCat(path, ": cannot open config file"));
   }
   std::stringstream text;
   text << in.rdbuf();
@@ -295,8 +295,8 @@ absl::StatusOr<TrainConfig> LoadConfig(const std::string& path) {
 absl::Status ApplyOverride(TrainConfig* config, absl::string_view assignment) {
   const size_t eq = assignment.find('=');
   if (eq == absl::string_view::npos) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "--set ", assignment, ": expected field.path=value"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("--set ", assignment, ": expected field.path=value"));
   }
   const absl::string_view path = assignment.substr(0, eq);
   const absl::string_view value = assignment.substr(eq + 1);

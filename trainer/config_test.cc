@@ -105,8 +105,8 @@ TEST(ConfigTest, ConfigToTextRoundTrips) {
   absl::StatusOr<TrainConfig> parsed =
       ParseConfigText(ConfigToText(config), "printed");
   ASSERT_TRUE(parsed.ok()) << parsed.status();
-  EXPECT_TRUE(google::protobuf::util::MessageDifferencer::Equals(*parsed,
-                                                                 config));
+  EXPECT_TRUE(
+      google::protobuf::util::MessageDifferencer::Equals(*parsed, config));
 }
 
 TEST(ConfigTest, ExplicitDefaultsKeepTheChosenDataSource) {
@@ -193,8 +193,10 @@ TEST(ValidateConfigTest, ReportsEveryViolation) {
   c.mutable_zero()->set_reduce_bucket_size(0);
   absl::Status s = ValidateConfig(c);
   EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
-  EXPECT_THAT(std::string(s.message()), HasSubstr("max_steps = 0 is out of range"));
-  EXPECT_THAT(std::string(s.message()), HasSubstr("zero.reduce_bucket_size = 0"));
+  EXPECT_THAT(std::string(s.message()),
+              HasSubstr("max_steps = 0 is out of range"));
+  EXPECT_THAT(std::string(s.message()),
+              HasSubstr("zero.reduce_bucket_size = 0"));
 }
 
 TEST(ApplyOverrideTest, SetsNestedScalarsAndEnums) {
@@ -248,8 +250,9 @@ TEST(ApplyOverrideTest, BadValuesAreRejectedNamingPathAndType) {
   TrainConfig c = DefaultConfig();
   absl::Status s = ApplyOverride(&c, "model.n_layer=four");
   EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
-  EXPECT_THAT(std::string(s.message()), HasSubstr("'four' is not a valid int32 for "
-                                     "model.n_layer"));
+  EXPECT_THAT(std::string(s.message()),
+              HasSubstr("'four' is not a valid int32 for "
+                        "model.n_layer"));
 
   s = ApplyOverride(&c, "max_steps=3000000000");  // overflows int32
   EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
@@ -295,16 +298,16 @@ TEST(ResolveConfigTest, AppliesOverridesThenValidates) {
 TEST(ResolveConfigTest, EmptyPathMeansDefaultConfig) {
   absl::StatusOr<TrainConfig> c = ResolveConfig("", {});
   ASSERT_TRUE(c.ok()) << c.status();
-  EXPECT_TRUE(google::protobuf::util::MessageDifferencer::Equals(
-      *c, DefaultConfig()));
+  EXPECT_TRUE(
+      google::protobuf::util::MessageDifferencer::Equals(*c, DefaultConfig()));
 }
 
 // The shipped configs parse, validate, and configs/default.textproto says
 // exactly what DefaultConfig() does.
 TEST(ShippedConfigsTest, AllValidAndDefaultMatchesDefaultConfig) {
-  for (const char* name : {"configs/default.textproto",
-                           "configs/gpt2_124m.textproto",
-                           "configs/zero3_multi_gpu.textproto"}) {
+  for (const char* name :
+       {"configs/default.textproto", "configs/gpt2_124m.textproto",
+        "configs/zero3_multi_gpu.textproto"}) {
     absl::StatusOr<TrainConfig> c = LoadConfig(name);
     ASSERT_TRUE(c.ok()) << c.status();
     EXPECT_TRUE(ValidateConfig(*c).ok()) << name << ": " << ValidateConfig(*c);

@@ -5,8 +5,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include <cerrno>
 #include <algorithm>
+#include <cerrno>
 #include <cstring>
 #include <limits>
 #include <utility>
@@ -85,9 +85,9 @@ absl::StatusOr<int64_t> OpenAndCheckHeader(const std::string& path, Fd* fd) {
     return absl::DataLossError(absl::StrCat(path, ": cannot read header"));
   }
   if (header[0] != kShardMagic) {
-    return absl::DataLossError(absl::StrCat(
-        path, ": bad magic ", header[0], " (expected ", kShardMagic,
-        "); not an llm.c token shard"));
+    return absl::DataLossError(absl::StrCat(path, ": bad magic ", header[0],
+                                            " (expected ", kShardMagic,
+                                            "); not an llm.c token shard"));
   }
   if (header[1] != kShardVersion) {
     return absl::InvalidArgumentError(absl::StrCat(
@@ -106,10 +106,10 @@ absl::StatusOr<int64_t> OpenAndCheckHeader(const std::string& path, Fd* fd) {
         expected, " bytes) but the file has ", size, " bytes"));
   }
   if (size > expected) {
-    return absl::DataLossError(absl::StrCat(
-        path, ": token count mismatch: header says ", count,
-        " tokens but the file holds ", (size - kShardHeaderBytes) / 2.0,
-        " tokens"));
+    return absl::DataLossError(
+        absl::StrCat(path, ": token count mismatch: header says ", count,
+                     " tokens but the file holds ",
+                     (size - kShardHeaderBytes) / 2.0, " tokens"));
   }
   fd->reset(f.release());
   return count;
@@ -138,10 +138,11 @@ absl::StatusOr<TokenShard> ReadShard(const std::string& path) {
 
 absl::Status WriteShard(const std::string& path,
                         absl::Span<const uint16_t> tokens) {
-  if (tokens.size() > static_cast<size_t>(std::numeric_limits<int32_t>::max())) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        path, ": ", tokens.size(),
-        " tokens do not fit a shard header's int32 count"));
+  if (tokens.size() >
+      static_cast<size_t>(std::numeric_limits<int32_t>::max())) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(path, ": ", tokens.size(),
+                     " tokens do not fit a shard header's int32 count"));
   }
   std::string tmp = path + ".tmp.XXXXXX";
   Fd fd(mkstemp(tmp.data()));
@@ -184,8 +185,7 @@ absl::StatusOr<std::vector<std::string>> GlobFiles(const std::string& pattern) {
   const int rc = glob(pattern.c_str(), 0, nullptr, &g);
   if (rc == GLOB_NOMATCH) {
     globfree(&g);
-    return absl::NotFoundError(
-        absl::StrCat("no files match '", pattern, "'"));
+    return absl::NotFoundError(absl::StrCat("no files match '", pattern, "'"));
   }
   if (rc != 0) {
     globfree(&g);
@@ -240,9 +240,9 @@ class ShardSource : public DataLoader::Source {
       }
       for (size_t i = 0; i < s.tokens.size(); ++i) {
         if (s.tokens[i] >= vocab_size_) {
-          return absl::InvalidArgumentError(absl::StrCat(
-              paths_[shard], ": token ", s.tokens[i], " at index ", i,
-              " is >= model.vocab_size = ", vocab_size_));
+          return absl::InvalidArgumentError(
+              absl::StrCat(paths_[shard], ": token ", s.tokens[i], " at index ",
+                           i, " is >= model.vocab_size = ", vocab_size_));
         }
       }
       tokens_ = std::move(s.tokens);
@@ -283,8 +283,7 @@ class SyntheticSource : public DataLoader::Source {
     return std::numeric_limits<int64_t>::max();
   }
 
-  absl::Status Read(int64_t, int64_t offset,
-                    absl::Span<int32_t> out) override {
+  absl::Status Read(int64_t, int64_t offset, absl::Span<int32_t> out) override {
     const int64_t bt = corpus_->block_tokens();
     size_t done = 0;
     while (done < out.size()) {
@@ -373,10 +372,10 @@ absl::StatusOr<std::unique_ptr<DataLoader>> DataLoader::FromSynthetic(
     const DataLoaderOptions& options) {
   ZT_RETURN_IF_ERROR(CheckOptions(options));
   if (corpus->vocab_size() > options.vocab_size) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "data.synthetic.vocab_size = ", corpus->vocab_size(),
-        " is out of range: must be <= model.vocab_size = ",
-        options.vocab_size));
+    return absl::InvalidArgumentError(
+        absl::StrCat("data.synthetic.vocab_size = ", corpus->vocab_size(),
+                     " is out of range: must be <= model.vocab_size = ",
+                     options.vocab_size));
   }
   return std::unique_ptr<DataLoader>(new DataLoader(
       std::make_unique<SyntheticSource>(std::move(corpus), stream), options));
@@ -431,10 +430,10 @@ absl::Status DataLoader::Seek(const DataPosition& position) {
   if (position.shard_index < 0 ||
       position.shard_index >= source_->num_shards() || position.offset < 0 ||
       position.offset > source_->shard_tokens(position.shard_index)) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "data position (shard ", position.shard_index, ", offset ",
-        position.offset, ") is outside the data (", source_->num_shards(),
-        " shards)"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("data position (shard ", position.shard_index, ", offset ",
+                     position.offset, ") is outside the data (",
+                     source_->num_shards(), " shards)"));
   }
   position_ = position;
   return absl::OkStatus();

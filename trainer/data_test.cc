@@ -291,8 +291,7 @@ TEST(DataLoaderTest, SeekOutsideTheDataIsInvalidArgument) {
   const std::string glob = MakeShards("seek_bad", {1000});
   auto loader = MustLoad(glob, Options(2, 8));
   EXPECT_EQ(loader->Seek({1, 0}).code(), absl::StatusCode::kInvalidArgument);
-  EXPECT_EQ(loader->Seek({0, 1001}).code(),
-            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(loader->Seek({0, 1001}).code(), absl::StatusCode::kInvalidArgument);
   EXPECT_TRUE(loader->Seek({0, 1000}).ok());  // moves on at the next batch
 }
 
@@ -380,7 +379,8 @@ TEST(SyntheticLoaderTest, CorpusVocabAboveModelVocabIsRejected) {
   EXPECT_THAT(Msg(loader.status()), HasSubstr("data.synthetic.vocab_size"));
 }
 
-TEST(DataLoaderFromConfigTest, DefaultConfigTrainsAndEvaluatesOnDifferentStreams) {
+TEST(DataLoaderFromConfigTest,
+     DefaultConfigTrainsAndEvaluatesOnDifferentStreams) {
   const TrainConfig config = DefaultConfig();
   auto train = DataLoader::FromConfig(config, DataLoader::Split::kTrain, 0, 1);
   auto eval = DataLoader::FromConfig(config, DataLoader::Split::kEval, 0, 1);

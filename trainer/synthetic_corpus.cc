@@ -30,8 +30,8 @@ class Rng {
   // Uniform integer in [0, n); the bias of the multiply-shift (< n / 2^64) is
   // irrelevant here.
   uint64_t Below(uint64_t n) {
-    return static_cast<uint64_t>(
-        (static_cast<unsigned __int128>(Next()) * n) >> 64);
+    return static_cast<uint64_t>((static_cast<unsigned __int128>(Next()) * n) >>
+                                 64);
   }
 
   static uint64_t Mix(uint64_t z) {
@@ -45,7 +45,9 @@ class Rng {
 };
 
 // Distinct domains so the table's and each block's randomness never overlap.
-uint64_t TableSeed(uint64_t seed) { return Rng::Mix(seed ^ 0x7AB1E5EED0000000ull); }
+uint64_t TableSeed(uint64_t seed) {
+  return Rng::Mix(seed ^ 0x7AB1E5EED0000000ull);
+}
 uint64_t BlockSeed(uint64_t seed, uint64_t stream, int64_t block) {
   uint64_t h = Rng::Mix(seed ^ 0x5EEDB10C00000000ull);
   h = Rng::Mix(h ^ (stream * 0xD1B54A32D192ED03ull));
@@ -157,7 +159,8 @@ absl::StatusOr<SyntheticCorpus> SyntheticCorpus::Create(
     return absl::FailedPreconditionError(absl::StrCat(
         "data.synthetic: the chain's stationary distribution did not converge "
         "in ",
-        kMaxPowerIterations, " iterations; choose another data.synthetic.seed"));
+        kMaxPowerIterations,
+        " iterations; choose another data.synthetic.seed"));
   }
   c.stationary_ = pi;
   c.stationary_cumulative_.resize(states);
@@ -226,7 +229,8 @@ void SyntheticCorpus::Generate(uint64_t stream, int64_t offset,
     const int64_t b = pos / block_tokens_;
     const int64_t within = pos % block_tokens_;
     GenerateBlock(stream, b, absl::MakeSpan(block));
-    const size_t n = std::min<size_t>(out.size() - done, block_tokens_ - within);
+    const size_t n =
+        std::min<size_t>(out.size() - done, block_tokens_ - within);
     std::copy_n(block.begin() + within, n, out.begin() + done);
     done += n;
   }
