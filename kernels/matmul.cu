@@ -1,0 +1,423 @@
+// CUDA linear layer: cuBLASLt matmuls with fused bias / GELU / DGELU
+// epilogues, a deterministic bias-gradient reduction, and an unfused path
+// (plain matmul + separate kernels) for shapes the epilogues reject.
+//
+// Layout: cuBLASLt is column-major, our tensors row-major. A row-major [r, c]
+// matrix is a column-major [c, r] one, so every product is computed
+// transposed: out^T = weight * inp^T and so on (see each call).
+
+#include <cublasLt.h>
+#include <cuda_runtime.h>
+
+#include <algorithm>
+#include <cstdint>
+
+#include "absl/status/statusor.h"
+#include "absl/strings/str_cat.h"
+#include "kernels/core/library_errors.h"
+#include "kernels/core/status_macros.h"
+#include "kernels/gelu_cuda.h"
+#include "kernels/gelu_device.cuh"
+#include "kernels/matmul_cuda.h"
+
+namespace zt::kernels {
+namespace {
+
+using cuda::FromF32;
+using cuda::ToF32;
+
+constexpr int kThreads = 256;
+constexpr int64_t kMaxBlocks = 1 << 16;
+
+// Bias-gradient tiles: 32 columns (one warp reads 32 consecutive elements of
+// a row) by 8 row lanes.
+constexpr int kBiasCols = 32;
+constexpr int kBiasRowLanes = 8;
+
+// ---------------------------------------------------------------- kernels --
+
+// d[m, n] = bias[n]: seeds the output so the unfused matmul can add onto it
+// (beta = 1) and round once, as the fused BIAS epilogue does.
+template <typename T>
+__global__ void BroadcastBiasKernel(const T* bias, T* d, int64_t M, int64_t N) {
+  const int64_t total = M * N;
+  for (int64_t i = blockIdx.x * int64_t{blockDim.x} + threadIdx.x; i < total;
+       i += int64_t{gridDim.x} * blockDim.x) {
+    d[i] = bias[i % N];
+  }
+}
+
+// partials[chunk, n] = sum of dout[m, n] over the chunk's rows, in fp32. The
+// summation order depends only on M and N, so results are reproducible.
+template <typename T>
+__global__ void BiasGradPartialsKernel(const T* dout, float* partials, int64_t M, int64_t N) {
+  __shared__ float lane_sums[kBiasRowLanes][kBiasCols + 1];
+  const int64_t chunk = blockIdx.x;
+  const int64_t col = blockIdx.y * int64_t{kBiasCols} + threadIdx.x;
+  const int64_t row_end = std::min(M, (chunk + 1) * kMatmulBiasGradRowsPerChunk);
+  float sum = 0.0f;
+  if (col < N) {
+    for (int64_t r = chunk * kMatmulBiasGradRowsPerChunk + threadIdx.y; r < row_end;
+         r += kBiasRowLanes) {
+      sum += ToF32(dout[r * N + col]);
+    }
+  }
+  lane_sums[threadIdx.y][threadIdx.x] = sum;
+  __syncthreads();
+  if (threadIdx.y == 0 && col < N) {
+    float total = 0.0f;
+#pragma unroll
+    for (int j = 0; j < kBiasRowLanes; ++j) total += lane_sums[j][threadIdx.x];
+    partials[chunk * N + col] = total;
+  }
+}
+
+// dbias[n] += sum over chunks of partials[chunk, n], chunks in order.
+template <typename T>
+__global__ void BiasGradFinishKernel(const float* partials, T* dbias, int64_t chunks, int64_t N) {
+  for (int64_t n = blockIdx.x * int64_t{blockDim.x} + threadIdx.x; n < N;
+       n += int64_t{gridDim.x} * blockDim.x) {
+    float sum = 0.0f;
+    for (int64_t c = 0; c < chunks; ++c) sum += partials[c * N + n];
+    dbias[n] = FromF32<T>(ToF32(dbias[n]) + sum);
+  }
+}
+
+// ---------------------------------------------------------------- cuBLASLt --
+
+cudaDataType_t CudaDataType(DType dtype) {
+  switch (dtype) {
+    case DType::kFloat16:
+      return CUDA_R_16F;
+    case DType::kBFloat16:
+      return CUDA_R_16BF;
+    case DType::kFloat32:
+    default:
+      return CUDA_R_32F;
+  }
+}
+
+// The alignment cuBLASLt may assume for a matrix: the largest power of two
+// (at most 256, its default) dividing both the address and the leading
+// dimension in bytes. Telling the heuristic keeps it from picking a kernel
+// with wider vector loads than the data allows.
+uint32_t MatrixAlignment(const void* ptr, int64_t ld, size_t elem_bytes) {
+  const uintptr_t bits =
+      reinterpret_cast<uintptr_t>(ptr) | static_cast<uintptr_t>(ld) * elem_bytes | uintptr_t{256};
+  return static_cast<uint32_t>(bits & (~bits + 1));
+}
+
+// One column-major product D[m, n] = op(A)[m, k] op(B)[k, n] + beta * D.
+struct Gemm {
+  bool trans_a = false;
+  bool trans_b = false;
+  int64_t m = 0, n = 0, k = 0;
+  const void* a = nullptr;
+  int64_t lda = 0;
+  const void* b = nullptr;
+  int64_t ldb = 0;
+  void* d = nullptr;
+  int64_t ldd = 0;
+  float beta = 0.0f;
+  cublasLtEpilogue_t epilogue = CUBLASLT_EPILOGUE_DEFAULT;
+  const void* bias = nullptr;  // BIAS epilogues.
+  const void* aux = nullptr;   // GELU_AUX (output) / DGELU (input) epilogues.
+  int64_t aux_ld = 0;
+};
+
+// Owns the descriptors of one cublasLtMatmul call.
+struct LtDescriptors {
+  cublasLtMatmulDesc_t op = nullptr;
+  cublasLtMatrixLayout_t a = nullptr, b = nullptr, d = nullptr;
+  cublasLtMatmulPreference_t pref = nullptr;
+  ~LtDescriptors() {
+    if (pref != nullptr) cublasLtMatmulPreferenceDestroy(pref);
+    if (d != nullptr) cublasLtMatrixLayoutDestroy(d);
+    if (b != nullptr) cublasLtMatrixLayoutDestroy(b);
+    if (a != nullptr) cublasLtMatrixLayoutDestroy(a);
+    if (op != nullptr) cublasLtMatmulDescDestroy(op);
+  }
+};
+
+template <typename V>
+cublasStatus_t SetOpAttr(cublasLtMatmulDesc_t op, cublasLtMatmulDescAttributes_t attr,
+                         const V& value) {
+  return cublasLtMatmulDescSetAttribute(op, attr, &value, sizeof(value));
+}
+
+template <typename V>
+cublasStatus_t SetPrefAttr(cublasLtMatmulPreference_t pref,
+                           cublasLtMatmulPreferenceAttributes_t attr, const V& value) {
+  return cublasLtMatmulPreferenceSetAttribute(pref, attr, &value, sizeof(value));
+}
+
+// Enqueues the product on ctx.stream. Returns false, having enqueued
+// nothing, when cuBLASLt has no algorithm for it (typically an epilogue it
+// rejects for this shape or alignment), so the caller can take another path.
+absl::StatusOr<bool> RunGemm(const OpContext& ctx, DType dtype, const Gemm& g) {
+  const auto handle = static_cast<cublasLtHandle_t>(ctx.cublaslt_handle);
+  const cudaDataType_t type = CudaDataType(dtype);
+  const size_t elem = DTypeSize(dtype);
+  LtDescriptors desc;
+  // fp32 accumulation and scaling for every storage type; no TF32.
+  ZT_CUBLAS_RETURN_IF_ERROR(cublasLtMatmulDescCreate(&desc.op, CUBLAS_COMPUTE_32F, CUDA_R_32F));
+  const cublasOperation_t trans_a = g.trans_a ? CUBLAS_OP_T : CUBLAS_OP_N;
+  const cublasOperation_t trans_b = g.trans_b ? CUBLAS_OP_T : CUBLAS_OP_N;
+  ZT_CUBLAS_RETURN_IF_ERROR(SetOpAttr(desc.op, CUBLASLT_MATMUL_DESC_TRANSA, trans_a));
+  ZT_CUBLAS_RETURN_IF_ERROR(SetOpAttr(desc.op, CUBLASLT_MATMUL_DESC_TRANSB, trans_b));
+  ZT_CUBLAS_RETURN_IF_ERROR(SetOpAttr(desc.op, CUBLASLT_MATMUL_DESC_EPILOGUE, g.epilogue));
+  if (g.bias != nullptr) {
+    ZT_CUBLAS_RETURN_IF_ERROR(SetOpAttr(desc.op, CUBLASLT_MATMUL_DESC_BIAS_POINTER, g.bias));
+  }
+  if (g.aux != nullptr) {
+    ZT_CUBLAS_RETURN_IF_ERROR(SetOpAttr(desc.op, CUBLASLT_MATMUL_DESC_EPILOGUE_AUX_POINTER, g.aux));
+    ZT_CUBLAS_RETURN_IF_ERROR(SetOpAttr(desc.op, CUBLASLT_MATMUL_DESC_EPILOGUE_AUX_LD, g.aux_ld));
+  }
+  // Stored shapes: op(A) = A^T means A is stored [k, m].
+  ZT_CUBLAS_RETURN_IF_ERROR(cublasLtMatrixLayoutCreate(&desc.a, type, g.trans_a ? g.k : g.m,
+                                                       g.trans_a ? g.m : g.k, g.lda));
+  ZT_CUBLAS_RETURN_IF_ERROR(cublasLtMatrixLayoutCreate(&desc.b, type, g.trans_b ? g.n : g.k,
+                                                       g.trans_b ? g.k : g.n, g.ldb));
+  ZT_CUBLAS_RETURN_IF_ERROR(cublasLtMatrixLayoutCreate(&desc.d, type, g.m, g.n, g.ldd));
+
+  void* workspace = ctx.workspace_bytes > 0 ? ctx.workspace : nullptr;
+  const uint64_t workspace_bytes = workspace != nullptr ? ctx.workspace_bytes : 0;
+  ZT_CUBLAS_RETURN_IF_ERROR(cublasLtMatmulPreferenceCreate(&desc.pref));
+  ZT_CUBLAS_RETURN_IF_ERROR(
+      SetPrefAttr(desc.pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, workspace_bytes));
+  const uint32_t align_a = MatrixAlignment(g.a, g.lda, elem);
+  const uint32_t align_b = MatrixAlignment(g.b, g.ldb, elem);
+  const uint32_t align_d = MatrixAlignment(g.d, g.ldd, elem);
+  ZT_CUBLAS_RETURN_IF_ERROR(
+      SetPrefAttr(desc.pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES, align_a));
+  ZT_CUBLAS_RETURN_IF_ERROR(
+      SetPrefAttr(desc.pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES, align_b));
+  ZT_CUBLAS_RETURN_IF_ERROR(
+      SetPrefAttr(desc.pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, align_d));
+  ZT_CUBLAS_RETURN_IF_ERROR(
+      SetPrefAttr(desc.pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES, align_d));
+
+  cublasLtMatmulHeuristicResult_t heuristic = {};
+  int found = 0;
+  // C is D (accumulation with beta = 1 reads and writes the same buffer).
+  const cublasStatus_t query = cublasLtMatmulAlgoGetHeuristic(
+      handle, desc.op, desc.a, desc.b, desc.d, desc.d, desc.pref, 1, &heuristic, &found);
+  const bool has_epilogue = g.epilogue != CUBLASLT_EPILOGUE_DEFAULT;
+  // Epilogue constraints surface as NOT_SUPPORTED or, for some attribute
+  // combinations, INVALID_VALUE; either way the unfused path can do it.
+  if (query == CUBLAS_STATUS_NOT_SUPPORTED ||
+      (has_epilogue && query == CUBLAS_STATUS_INVALID_VALUE) ||
+      (query == CUBLAS_STATUS_SUCCESS && found == 0)) {
+    return false;
+  }
+  ZT_CUBLAS_RETURN_IF_ERROR(query);
+
+  const float alpha = 1.0f;
+  const cublasStatus_t run =
+      cublasLtMatmul(handle, desc.op, &alpha, g.a, desc.a, g.b, desc.b, &g.beta, g.d, desc.d, g.d,
+                     desc.d, &heuristic.algo, workspace, workspace_bytes, ctx.stream);
+  if (run == CUBLAS_STATUS_NOT_SUPPORTED) return false;
+  ZT_CUBLAS_RETURN_IF_ERROR(run);
+  return true;
+}
+
+absl::Status NoAlgorithm(const char* op, const MatmulForwardParams* f,
+                         const MatmulBackwardParams* b) {
+  const int64_t M = f ? f->M : b->M, N = f ? f->N : b->N, K = f ? f->K : b->K;
+  const DType dtype = f ? f->dtype : b->dtype;
+  return absl::InternalError(absl::StrCat(op, ": cuBLASLt has no algorithm for M=", M, " N=", N,
+                                          " K=", K, " dtype=", DTypeName(dtype)));
+}
+
+absl::Status CheckHandle(const char* op, const OpContext& ctx) {
+  if (ctx.cublaslt_handle == nullptr) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(op, ": ctx.cublaslt_handle is null on a CUDA context"));
+  }
+  return absl::OkStatus();
+}
+
+int GridFor(int64_t work) {
+  return static_cast<int>(
+      std::max<int64_t>(1, std::min(kMaxBlocks, (work + kThreads - 1) / kThreads)));
+}
+
+template <typename T>
+absl::Status LaunchBroadcastBias(cudaStream_t stream, const void* bias, void* d, int64_t M,
+                                 int64_t N) {
+  BroadcastBiasKernel<T><<<GridFor(M * N), kThreads, 0, stream>>>(static_cast<const T*>(bias),
+                                                                  static_cast<T*>(d), M, N);
+  ZT_CUDA_RETURN_IF_LAUNCH_ERROR("BroadcastBiasKernel");
+  return absl::OkStatus();
+}
+
+template <typename T>
+absl::Status LaunchBiasGrad(cudaStream_t stream, const void* dout, float* partials, void* dbias,
+                            int64_t M, int64_t N) {
+  const int64_t chunks = (M + kMatmulBiasGradRowsPerChunk - 1) / kMatmulBiasGradRowsPerChunk;
+  const dim3 grid(static_cast<unsigned>(chunks),
+                  static_cast<unsigned>((N + kBiasCols - 1) / kBiasCols));
+  BiasGradPartialsKernel<T><<<grid, dim3(kBiasCols, kBiasRowLanes), 0, stream>>>(
+      static_cast<const T*>(dout), partials, M, N);
+  ZT_CUDA_RETURN_IF_LAUNCH_ERROR("BiasGradPartialsKernel");
+  BiasGradFinishKernel<T>
+      <<<GridFor(N), kThreads, 0, stream>>>(partials, static_cast<T*>(dbias), chunks, N);
+  ZT_CUDA_RETURN_IF_LAUNCH_ERROR("BiasGradFinishKernel");
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+// -------------------------------------------------------------- launchers --
+
+absl::Status MatmulForwardCuda(const OpContext& ctx, const MatmulForwardParams& p,
+                               const MatmulCudaOptions& options) {
+  constexpr const char* kOp = "MatmulForward";
+  ZT_RETURN_IF_ERROR(CheckHandle(kOp, ctx));
+  const bool wants_epilogue = p.bias != nullptr || p.pre_gelu != nullptr;
+  if (options.used_fused_epilogue != nullptr) *options.used_fused_epilogue = !wants_epilogue;
+  if (p.M == 0 || p.N == 0) return absl::OkStatus();
+
+  // out^T [N, M] = weight [N, K] (stored as column-major [K, N], so op = T)
+  //              * inp^T [K, M] (stored as column-major [K, M]).
+  Gemm g;
+  g.trans_a = true;
+  g.m = p.N;
+  g.n = p.M;
+  g.k = p.K;
+  g.a = p.weight;
+  g.lda = p.K;
+  g.b = p.inp;
+  g.ldb = p.K;
+  g.d = p.pre_gelu != nullptr ? p.pre_gelu : p.out;
+  g.ldd = p.N;
+
+  // cuBLASLt requires the GELU aux leading dimension to be a multiple of 8;
+  // K = 0 is no product at all.
+  const bool can_fuse = options.allow_fused_epilogue && wants_epilogue && p.K > 0 &&
+                        (p.pre_gelu == nullptr || p.N % 8 == 0);
+  if (can_fuse) {
+    Gemm f = g;
+    f.bias = p.bias;
+    if (p.pre_gelu != nullptr) {
+      f.epilogue = p.bias != nullptr ? CUBLASLT_EPILOGUE_GELU_AUX_BIAS : CUBLASLT_EPILOGUE_GELU_AUX;
+      f.d = p.out;
+      f.aux = p.pre_gelu;
+      f.aux_ld = p.N;
+    } else {
+      f.epilogue = CUBLASLT_EPILOGUE_BIAS;
+    }
+    ZT_ASSIGN_OR_RETURN(const bool ran, RunGemm(ctx, p.dtype, f));
+    if (ran) {
+      if (options.used_fused_epilogue != nullptr) *options.used_fused_epilogue = true;
+      return absl::OkStatus();
+    }
+  }
+
+  // Unfused: seed D with the bias and accumulate the product onto it, so D
+  // is rounded once; then GELU as its own pass.
+  if (p.bias != nullptr) {
+    ZT_RETURN_IF_ERROR(cuda::DispatchCudaDType(p.dtype, [&](auto tag) {
+      return LaunchBroadcastBias<decltype(tag)>(ctx.stream, p.bias, g.d, p.M, p.N);
+    }));
+    g.beta = 1.0f;
+  } else if (p.K == 0) {
+    ZT_CUDA_RETURN_IF_ERROR(cudaMemsetAsync(g.d, 0, p.M * p.N * DTypeSize(p.dtype), ctx.stream));
+  }
+  if (p.K > 0) {
+    ZT_ASSIGN_OR_RETURN(const bool ran, RunGemm(ctx, p.dtype, g));
+    if (!ran) return NoAlgorithm(kOp, &p, nullptr);
+  }
+  if (p.pre_gelu != nullptr) {
+    ZT_RETURN_IF_ERROR(GeluForwardCuda(ctx.stream, p.dtype, p.pre_gelu, p.out, p.M * p.N));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status MatmulBackwardCuda(const OpContext& ctx, const MatmulBackwardParams& p,
+                                const MatmulCudaOptions& options) {
+  constexpr const char* kOp = "MatmulBackward";
+  ZT_RETURN_IF_ERROR(CheckHandle(kOp, ctx));
+  const bool wants_epilogue = p.dinp != nullptr && p.inp_pre_gelu != nullptr;
+  if (options.used_fused_epilogue != nullptr) *options.used_fused_epilogue = !wants_epilogue;
+  const size_t elem = DTypeSize(p.dtype);
+
+  // Bias gradient first: it borrows ctx.workspace, which the matmuls below
+  // may then reuse (same stream, so in order).
+  if (p.dbias != nullptr && p.M > 0 && p.N > 0) {
+    const size_t need = MatmulBiasGradWorkspaceBytes(p.M, p.N);
+    if (ctx.workspace == nullptr || ctx.workspace_bytes < need) {
+      return absl::ResourceExhaustedError(absl::StrCat(kOp, ": dbias needs ctx.workspace of ", need,
+                                                       " bytes (MatmulBackwardWorkspaceBytes(", p.M,
+                                                       ", ", p.N, ")), got ", ctx.workspace_bytes));
+    }
+    if ((p.N + kBiasCols - 1) / kBiasCols > 65535) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          kOp, ": N=", p.N, " exceeds the bias-gradient grid limit ", int64_t{65535} * kBiasCols));
+    }
+    ZT_RETURN_IF_ERROR(cuda::DispatchCudaDType(p.dtype, [&](auto tag) {
+      return LaunchBiasGrad<decltype(tag)>(ctx.stream, p.dout, static_cast<float*>(ctx.workspace),
+                                           p.dbias, p.M, p.N);
+    }));
+  }
+
+  if (p.dinp != nullptr && p.M > 0 && p.K > 0) {
+    if (p.N == 0) {
+      ZT_CUDA_RETURN_IF_ERROR(cudaMemsetAsync(p.dinp, 0, p.M * p.K * elem, ctx.stream));
+    } else {
+      // dinp^T [K, M] = weight^T [K, N] (weight stored column-major [K, N])
+      //               * dout^T [N, M] (dout stored column-major [N, M]).
+      Gemm g;
+      g.m = p.K;
+      g.n = p.M;
+      g.k = p.N;
+      g.a = p.weight;
+      g.lda = p.K;
+      g.b = p.dout;
+      g.ldb = p.N;
+      g.d = p.dinp;
+      g.ldd = p.K;
+      bool ran = false;
+      // DGELU reads inp_pre_gelu as its aux matrix: leading dimension K,
+      // which cuBLASLt wants divisible by 8.
+      if (wants_epilogue && options.allow_fused_epilogue && p.K % 8 == 0) {
+        Gemm f = g;
+        f.epilogue = CUBLASLT_EPILOGUE_DGELU;
+        f.aux = p.inp_pre_gelu;
+        f.aux_ld = p.K;
+        ZT_ASSIGN_OR_RETURN(ran, RunGemm(ctx, p.dtype, f));
+        if (ran && options.used_fused_epilogue != nullptr) *options.used_fused_epilogue = true;
+      }
+      if (!ran) {
+        ZT_ASSIGN_OR_RETURN(ran, RunGemm(ctx, p.dtype, g));
+        if (!ran) return NoAlgorithm(kOp, nullptr, &p);
+        if (p.inp_pre_gelu != nullptr) {
+          ZT_RETURN_IF_ERROR(
+              GeluBackwardCuda(ctx.stream, p.dtype, p.dinp, p.inp_pre_gelu, p.dinp, p.M * p.K));
+        }
+      }
+    }
+  }
+
+  if (p.dweight != nullptr && p.M > 0 && p.N > 0 && p.K > 0) {
+    // dweight^T [K, N] += inp^T [K, M] (inp stored column-major [K, M])
+    //                   * dout [M, N] (dout stored column-major [N, M], op = T).
+    Gemm g;
+    g.trans_b = true;
+    g.m = p.K;
+    g.n = p.N;
+    g.k = p.M;
+    g.a = p.inp;
+    g.lda = p.K;
+    g.b = p.dout;
+    g.ldb = p.N;
+    g.d = p.dweight;
+    g.ldd = p.K;
+    g.beta = 1.0f;
+    ZT_ASSIGN_OR_RETURN(const bool ran, RunGemm(ctx, p.dtype, g));
+    if (!ran) return NoAlgorithm(kOp, nullptr, &p);
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace zt::kernels

@@ -1,0 +1,45 @@
+#ifndef ZEROTRAIN_KERNELS_MATMUL_CUDA_H_
+#define ZEROTRAIN_KERNELS_MATMUL_CUDA_H_
+
+// CUDA side of matmul.h: cuBLASLt launchers and the bias-gradient scratch
+// layout. Host-only declarations; no CUDA header needed.
+
+#include <cstddef>
+#include <cstdint>
+
+#include "absl/status/status.h"
+#include "kernels/matmul.h"
+#include "kernels/op_context.h"
+
+namespace zt::kernels {
+
+// The bias gradient is reduced in two deterministic passes: fp32 column sums
+// of each chunk of this many rows go to the workspace, then one pass adds the
+// chunks up in order and accumulates into dbias.
+inline constexpr int64_t kMatmulBiasGradRowsPerChunk = 256;
+
+inline size_t MatmulBiasGradWorkspaceBytes(int64_t M, int64_t N) {
+  if (M <= 0 || N <= 0) return 0;
+  const int64_t chunks = (M + kMatmulBiasGradRowsPerChunk - 1) / kMatmulBiasGradRowsPerChunk;
+  return static_cast<size_t>(chunks * N) * sizeof(float);
+}
+
+// Knobs for tests: force the unfused path, and learn which path ran.
+struct MatmulCudaOptions {
+  // False runs plain matmuls plus separate bias / GELU kernels even where
+  // cuBLASLt would accept the fused epilogue.
+  bool allow_fused_epilogue = true;
+  // If non-null, set to whether every requested epilogue (bias, GELU,
+  // DGELU) was fused into cuBLASLt.
+  bool* used_fused_epilogue = nullptr;
+};
+
+// Parameters are validated by MatmulForward/MatmulBackward before these run.
+absl::Status MatmulForwardCuda(const OpContext& ctx, const MatmulForwardParams& p,
+                               const MatmulCudaOptions& options = {});
+absl::Status MatmulBackwardCuda(const OpContext& ctx, const MatmulBackwardParams& p,
+                                const MatmulCudaOptions& options = {});
+
+}  // namespace zt::kernels
+
+#endif  // ZEROTRAIN_KERNELS_MATMUL_CUDA_H_
