@@ -82,6 +82,12 @@ class ZeroEngine final : public ParamProvider {
   float* master() const { return master_.as<float>(); }
   float* moment1() const { return m_.as<float>(); }
   float* moment2() const { return v_.as<float>(); }
+  // The gradient buffer: stage 0/1 the full flat gradient (stage 0: reduced
+  // after FinishGradients), stage 2/3 this rank's reduced shard.
+  const void* gradients() const { return grads_.data(); }
+  // Working parameters: stage 0-2 all of them, stage 3 this rank's shard.
+  const void* parameters() const { return params_.data(); }
+
   // Recomputes the working parameters from master (after loading state).
   absl::Status RefreshParamsFromMaster();
 
