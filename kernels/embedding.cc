@@ -26,30 +26,30 @@ absl::Status CheckParams(const EmbeddingParams& p) {
     }
   }
   if (p.dtype != DType::kFloat32 && p.dtype != DType::kFloat16 && p.dtype != DType::kBFloat16) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("embedding: EmbeddingParams.dtype has unknown value ", static_cast<int>(p.dtype)));
+    return absl::InvalidArgumentError(absl::StrCat(
+        "embedding: EmbeddingParams.dtype has unknown value ", static_cast<int>(p.dtype)));
   }
   return absl::OkStatus();
 }
 
 absl::Status CheckPointers(std::initializer_list<std::pair<const char*, const void*>> ptrs) {
   for (const auto& [name, ptr] : ptrs) {
-    if (ptr == nullptr) return absl::InvalidArgumentError(absl::StrCat("embedding: ", name, " is null"));
+    if (ptr == nullptr)
+      return absl::InvalidArgumentError(absl::StrCat("embedding: ", name, " is null"));
   }
   return absl::OkStatus();
 }
 
 }  // namespace
 
-absl::Status EmbeddingForward(const OpContext& ctx, const EmbeddingParams& p,
-                              const int32_t* tokens, const void* wte, const void* wpe,
-                              void* out) {
+absl::Status EmbeddingForward(const OpContext& ctx, const EmbeddingParams& p, const int32_t* tokens,
+                              const void* wte, const void* wpe, void* out) {
   ZT_RETURN_IF_ERROR(CheckParams(p));
   ZT_RETURN_IF_ERROR(CheckPointers({{"tokens", tokens}, {"wte", wte}, {"wpe", wpe}, {"out", out}}));
   if (!ctx.is_cpu()) {
 #if ZT_WITH_CUDA
-    return internal::EmbeddingForwardCuda(ctx.stream, p.dtype, p.B, p.T, p.C, p.V, tokens, wte,
-                                          wpe, out);
+    return internal::EmbeddingForwardCuda(ctx.stream, p.dtype, p.B, p.T, p.C, p.V, tokens, wte, wpe,
+                                          out);
 #else
     return CudaNotBuilt("EmbeddingForward");
 #endif
@@ -73,8 +73,7 @@ size_t EmbeddingBackwardWorkspaceBytes(const EmbeddingParams& p) {
 }
 
 absl::Status EmbeddingBackward(const OpContext& ctx, const EmbeddingParams& p,
-                               const int32_t* tokens, const void* dout, void* dwte,
-                               void* dwpe) {
+                               const int32_t* tokens, const void* dout, void* dwte, void* dwpe) {
   ZT_RETURN_IF_ERROR(CheckParams(p));
   ZT_RETURN_IF_ERROR(
       CheckPointers({{"tokens", tokens}, {"dout", dout}, {"dwte", dwte}, {"dwpe", dwpe}}));

@@ -191,8 +191,8 @@ constexpr int kDwteThreads = 128;
 
 absl::Status CheckIndexRange(int64_t B, int64_t T, int64_t V) {
   if (B * T > INT_MAX || V >= INT32_MAX) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "embedding (CUDA): B*T = ", B * T, " and V = ", V, " must each fit in int32"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("embedding (CUDA): B*T = ", B * T, " and V = ", V, " must each fit in int32"));
   }
   return absl::OkStatus();
 }
@@ -232,9 +232,9 @@ absl::Status LaunchBackwardSums(cudaStream_t stream, const int32_t* keys, const 
                                 void* dwte, void* dwpe) {
   const int N = static_cast<int>(B * T_);
   const dim3 grid(N, static_cast<unsigned>((C / VW + kDwteThreads - 1) / kDwteThreads));
-  EmbeddingDwteKernel<T, VW><<<grid, kDwteThreads, 0, stream>>>(
-      keys, positions, N, static_cast<int32_t>(V), C, static_cast<const T*>(dout),
-      static_cast<T*>(dwte));
+  EmbeddingDwteKernel<T, VW>
+      <<<grid, kDwteThreads, 0, stream>>>(keys, positions, N, static_cast<int32_t>(V), C,
+                                          static_cast<const T*>(dout), static_cast<T*>(dwte));
   ZT_CUDA_RETURN_IF_LAUNCH_ERROR("EmbeddingDwteKernel");
   EmbeddingDwpeKernel<T, VW><<<GridFor(T_ * C / VW, kThreads), kThreads, 0, stream>>>(
       static_cast<const T*>(dout), B, T_, C, static_cast<T*>(dwpe));
@@ -243,9 +243,9 @@ absl::Status LaunchBackwardSums(cudaStream_t stream, const int32_t* keys, const 
 }
 
 template <typename T>
-absl::Status BackwardSumsTyped(cudaStream_t stream, const int32_t* keys,
-                               const int32_t* positions, int64_t B, int64_t T_, int64_t C,
-                               int64_t V, const void* dout, void* dwte, void* dwpe) {
+absl::Status BackwardSumsTyped(cudaStream_t stream, const int32_t* keys, const int32_t* positions,
+                               int64_t B, int64_t T_, int64_t C, int64_t V, const void* dout,
+                               void* dwte, void* dwpe) {
   constexpr int kVec = 16 / sizeof(T);
   if (C % kVec == 0 && Aligned16(dout) && Aligned16(dwte) && Aligned16(dwpe)) {
     return LaunchBackwardSums<T, kVec>(stream, keys, positions, B, T_, C, V, dout, dwte, dwpe);
@@ -255,8 +255,8 @@ absl::Status BackwardSumsTyped(cudaStream_t stream, const int32_t* keys,
 
 }  // namespace
 
-absl::Status EmbeddingForwardCuda(cudaStream_t stream, DType dtype, int64_t B, int64_t T,
-                                  int64_t C, int64_t V, const int32_t* tokens, const void* wte,
+absl::Status EmbeddingForwardCuda(cudaStream_t stream, DType dtype, int64_t B, int64_t T, int64_t C,
+                                  int64_t V, const int32_t* tokens, const void* wte,
                                   const void* wpe, void* out) {
   switch (dtype) {
     case DType::kFloat16:

@@ -13,8 +13,8 @@
 
 namespace zt::kernels::internal {
 
-absl::Status EmbeddingForwardCuda(cudaStream_t stream, DType dtype, int64_t B, int64_t T,
-                                  int64_t C, int64_t V, const int32_t* tokens, const void* wte,
+absl::Status EmbeddingForwardCuda(cudaStream_t stream, DType dtype, int64_t B, int64_t T, int64_t C,
+                                  int64_t V, const int32_t* tokens, const void* wte,
                                   const void* wpe, void* out);
 
 // Sort buffers plus CUB's radix-sort scratch for B*T positions. If CUB's size
@@ -24,8 +24,7 @@ size_t EmbeddingBackwardCudaWorkspaceBytes(int64_t B, int64_t T, int64_t V);
 
 absl::Status EmbeddingBackwardCuda(cudaStream_t stream, void* workspace, size_t workspace_bytes,
                                    DType dtype, int64_t B, int64_t T, int64_t C, int64_t V,
-                                   const int32_t* tokens, const void* dout, void* dwte,
-                                   void* dwpe);
+                                   const int32_t* tokens, const void* dout, void* dwte, void* dwpe);
 
 }  // namespace zt::kernels::internal
 

@@ -50,7 +50,8 @@ class EmbeddingGpuTest : public ::testing::Test {
   }
   Buffer Upload(const void* data, size_t bytes) {
     Buffer b = Alloc(bytes);
-    EXPECT_TRUE(CopyBytes(b.data(), Device::Cuda(0), data, Device::Cpu(), bytes, stream_.get()).ok());
+    EXPECT_TRUE(
+        CopyBytes(b.data(), Device::Cuda(0), data, Device::Cpu(), bytes, stream_.get()).ok());
     EXPECT_TRUE(stream_->Synchronize().ok());
     return b;
   }
@@ -96,8 +97,8 @@ std::vector<int32_t> Tokens(const Shape& s, uint64_t seed) {
 
 TEST_F(EmbeddingGpuTest, ForwardAndBackwardEqualCpuReferenceBitForBit) {
   const Shape shapes[] = {
-      {1, 1, 1, 1, 1, 0},          // everything size 1
-      {2, 3, 5, 11, 11, 0},        // odd, scalar path
+      {1, 1, 1, 1, 1, 0},             // everything size 1
+      {2, 3, 5, 11, 11, 0},           // odd, scalar path
       {3, 37, 769, 50304, 50257, 0},  // GPT-2 vocab, C not a multiple of 8
       {4, 64, 768, 1000, 1000, 0},    // vectorized path
       {4, 64, 768, 1000, 1000, 1},    // same sizes, misaligned: scalar path
@@ -117,7 +118,9 @@ TEST_F(EmbeddingGpuTest, ForwardAndBackwardEqualCpuReferenceBitForBit) {
       const auto tokens = Tokens(s, 1);
       // Host copies carry `misalign` leading elements too, so the same
       // bytes are uploaded and compared.
-      auto host = [&](size_t n, uint64_t seed) { return ToBytes(RandomFloats(n + s.misalign, seed), dtype); };
+      auto host = [&](size_t n, uint64_t seed) {
+        return ToBytes(RandomFloats(n + s.misalign, seed), dtype);
+      };
       const auto wte = host(s.V * s.C, 2), wpe = host(maxT * s.C, 3), dout = host(N * s.C, 4);
       const auto dwte0 = host(s.V * s.C, 5), dwpe0 = host(maxT * s.C, 6);
 
@@ -174,16 +177,16 @@ TEST_F(EmbeddingGpuTest, OutOfRangeTokenReadsZeroRowAndIsSkippedInBackward) {
   Buffer ws = Alloc(ws_bytes);
   ctx_.workspace = ws.data();
   ctx_.workspace_bytes = ws_bytes;
-  ASSERT_TRUE(EmbeddingForward(ctx_, p, d_tokens.as<int32_t>(), d_wte.data(), d_wpe.data(),
-                               d_out.data())
-                  .ok());
+  ASSERT_TRUE(
+      EmbeddingForward(ctx_, p, d_tokens.as<int32_t>(), d_wte.data(), d_wpe.data(), d_out.data())
+          .ok());
   ASSERT_TRUE(EmbeddingBackward(ctx_, p, d_tokens.as<int32_t>(), d_dout.data(), d_dwte.data(),
                                 d_dwpe.data())
                   .ok());
-  const auto out = testing::FromBytes(Download(d_out, p.T * p.C * 4).data(), p.T * p.C,
-                                      DType::kFloat32);
-  const auto dwte = testing::FromBytes(Download(d_dwte, p.V * p.C * 4).data(), p.V * p.C,
-                                       DType::kFloat32);
+  const auto out =
+      testing::FromBytes(Download(d_out, p.T * p.C * 4).data(), p.T * p.C, DType::kFloat32);
+  const auto dwte =
+      testing::FromBytes(Download(d_dwte, p.V * p.C * 4).data(), p.V * p.C, DType::kFloat32);
   for (int64_t c = 0; c < p.C; ++c) {
     EXPECT_EQ(out[0 * p.C + c], wte[1 * p.C + c] + wpe[0 * p.C + c]);
     EXPECT_EQ(out[1 * p.C + c], wpe[1 * p.C + c]);

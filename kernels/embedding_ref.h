@@ -49,8 +49,8 @@ void EmbeddingForwardRef(const EmbeddingParams& p, const int32_t* tokens, const 
 }
 
 template <typename T>
-void EmbeddingBackwardRef(const EmbeddingParams& p, const int32_t* tokens, const T* dout,
-                          T* dwte, T* dwpe) {
+void EmbeddingBackwardRef(const EmbeddingParams& p, const int32_t* tokens, const T* dout, T* dwte,
+                          T* dwpe) {
   const int64_t N = p.B * p.T, C = p.C;
   // Positions grouped by token, in increasing position order within a token.
   std::vector<int64_t> order(N);

@@ -12,9 +12,9 @@
 namespace zt::kernels {
 namespace {
 
-using ::testing::HasSubstr;
 using testing::ExpectAllClose;
 using testing::FromBytes;
+using ::testing::HasSubstr;
 using testing::NumericalGradient;
 using testing::RandomDoubles;
 using testing::RandomFloats;
@@ -48,8 +48,8 @@ TEST(EmbeddingTest, ForwardIsTokenRowPlusPositionRow) {
     for (int64_t t = 0; t < kT; ++t) {
       for (int64_t c = 0; c < kC; ++c) {
         // One float addition, rounded once: exactly the double sum rounded.
-        want[(b * kT + t) * kC + c] = static_cast<float>(
-            double{wte[kTokens[b * kT + t] * kC + c]} + double{wpe[t * kC + c]});
+        want[(b * kT + t) * kC + c] =
+            static_cast<float>(double{wte[kTokens[b * kT + t] * kC + c]} + double{wpe[t * kC + c]});
       }
     }
   }
@@ -108,10 +108,11 @@ struct Results {
 
 // Forward and backward through the public API on `dtype` storage.
 Results RunOps(DType dtype, const std::vector<float>& wte, const std::vector<float>& wpe,
-            const std::vector<float>& dout, const std::vector<float>& dwte0,
-            const std::vector<float>& dwpe0) {
+               const std::vector<float>& dout, const std::vector<float>& dwte0,
+               const std::vector<float>& dwpe0) {
   Results r;
-  const auto wte_b = ToBytes(wte, dtype), wpe_b = ToBytes(wpe, dtype), dout_b = ToBytes(dout, dtype);
+  const auto wte_b = ToBytes(wte, dtype), wpe_b = ToBytes(wpe, dtype),
+             dout_b = ToBytes(dout, dtype);
   r.out.resize(kB * kT * kC * DTypeSize(dtype));
   r.dwte = ToBytes(dwte0, dtype);
   r.dwpe = ToBytes(dwpe0, dtype);
@@ -134,7 +135,8 @@ TEST_P(EmbeddingLowPrecisionTest, MatchesFloatOnTheSameRoundedInputs) {
   };
   const auto wte = rounded(RandomFloats(kV * kC, 8)), wpe = rounded(RandomFloats(kMaxT * kC, 9));
   const auto dout = rounded(RandomFloats(kB * kT * kC, 10));
-  const auto dwte0 = rounded(RandomFloats(kV * kC, 11)), dwpe0 = rounded(RandomFloats(kMaxT * kC, 12));
+  const auto dwte0 = rounded(RandomFloats(kV * kC, 11)),
+             dwpe0 = rounded(RandomFloats(kMaxT * kC, 12));
   const Results low = RunOps(dtype, wte, wpe, dout, dwte0, dwpe0);
   const Results ref = RunOps(DType::kFloat32, wte, wpe, dout, dwte0, dwpe0);
   // fp32 math on identical inputs: the only difference is the final
@@ -172,8 +174,8 @@ TEST(EmbeddingTest, ForwardRejectsTokenAtOrAboveVocabNamingPosition) {
   tokens[4] = kV;  // (b=1, t=1)
   const auto wte = RandomFloats(kV * kC, 1), wpe = RandomFloats(kMaxT * kC, 2);
   std::vector<float> out(kB * kT * kC, 0.0f);
-  const absl::Status s =
-      EmbeddingForward(OpContext::Cpu(), Params(), tokens.data(), wte.data(), wpe.data(), out.data());
+  const absl::Status s = EmbeddingForward(OpContext::Cpu(), Params(), tokens.data(), wte.data(),
+                                          wpe.data(), out.data());
   EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
   EXPECT_THAT(s.message(), HasSubstr("(b=1, t=1) is 11"));
 }
@@ -204,7 +206,8 @@ TEST(EmbeddingTest, RejectsNonPositiveSizesNamingTheField) {
     const absl::Status s =
         EmbeddingForward(OpContext::Cpu(), p, kTokens.data(), wte.data(), wpe.data(), out.data());
     EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument) << field;
-    EXPECT_THAT(s.message(), HasSubstr(std::string("EmbeddingParams.") + field + " must be positive"));
+    EXPECT_THAT(s.message(),
+                HasSubstr(std::string("EmbeddingParams.") + field + " must be positive"));
     EXPECT_EQ(EmbeddingBackwardWorkspaceBytes(p), 0u) << field;
   }
 }
