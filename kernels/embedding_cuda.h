@@ -1,0 +1,31 @@
+#ifndef ZEROTRAIN_KERNELS_EMBEDDING_CUDA_H_
+#define ZEROTRAIN_KERNELS_EMBEDDING_CUDA_H_
+
+// CUDA launchers behind kernels/embedding.h (internal: call the public API).
+// Shapes are validated by the caller; these never synchronize.
+
+#include <cstddef>
+#include <cstdint>
+
+#include "absl/status/status.h"
+#include "kernels/core/cuda_stream_fwd.h"
+#include "kernels/core/dtype.h"
+
+namespace zt::kernels::internal {
+
+absl::Status EmbeddingForwardCuda(cudaStream_t stream, DType dtype, int64_t B, int64_t T, int64_t C,
+                                  int64_t V, const int32_t* tokens, const void* wte,
+                                  const void* wpe, void* out);
+
+// Sort buffers plus CUB's radix-sort scratch for B*T positions. If CUB's size
+// query fails (e.g. no device), the sort buffers alone; the launch then
+// reports the CUDA error.
+size_t EmbeddingBackwardCudaWorkspaceBytes(int64_t B, int64_t T, int64_t V);
+
+absl::Status EmbeddingBackwardCuda(cudaStream_t stream, void* workspace, size_t workspace_bytes,
+                                   DType dtype, int64_t B, int64_t T, int64_t C, int64_t V,
+                                   const int32_t* tokens, const void* dout, void* dwte, void* dwpe);
+
+}  // namespace zt::kernels::internal
+
+#endif  // ZEROTRAIN_KERNELS_EMBEDDING_CUDA_H_
