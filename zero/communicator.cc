@@ -60,8 +60,7 @@ std::string TrafficStats::ToString() const {
     if (c.calls == 0) continue;
     if (!out.empty()) out += "; ";
     absl::StrAppendFormat(&out, "%s: %d calls, %d elements, %d bytes",
-                          CollectiveName(static_cast<Collective>(i)), c.calls, c.elements,
-                          c.bytes);
+                          CollectiveName(static_cast<Collective>(i)), c.calls, c.elements, c.bytes);
   }
   return out.empty() ? "no collectives" : out;
 }
@@ -73,10 +72,10 @@ absl::Status Await(absl::StatusOr<std::unique_ptr<WorkHandle>> work, absl::Durat
 
 absl::Status CollectiveTimeoutError(absl::string_view description, absl::Duration timeout,
                                     absl::string_view detail) {
-  return absl::DeadlineExceededError(absl::StrCat(
-      description, " did not complete within ", absl::FormatDuration(timeout),
-      ": a peer rank is dead, stuck, or issued a different collective", detail.empty() ? "" : "; ",
-      detail));
+  return absl::DeadlineExceededError(
+      absl::StrCat(description, " did not complete within ", absl::FormatDuration(timeout),
+                   ": a peer rank is dead, stuck, or issued a different collective",
+                   detail.empty() ? "" : "; ", detail));
 }
 
 Communicator::Communicator(std::string backend_name, int rank, int world_size, Device device)

@@ -11,10 +11,10 @@
 //   counts, dtypes and roots (as in MPI and NCCL). Nothing checks this across
 //   ranks; a mismatch shows up as a timeout or wrong data.
 // - Buffers live on the communicator's device(). A call only starts the
-//   collective; the buffers must stay alive and untouched (the send buffer
-//   unmodified, the receive buffer unread) until the handle's Wait() returns
-//   OK. After that the result is visible to the host and to work issued on
-//   the options' stream.
+//   collective; the buffers (and the options' stream) must stay alive and
+//   untouched (the send buffer unmodified, the receive buffer unread) until
+//   the handle's Wait() returns OK. After that the result is visible to the
+//   host and to work issued on the options' stream.
 // - `stream` orders a GPU collective after the work already issued on that
 //   stream (the producer of the send buffer). Host backends ignore it unless
 //   they stage device buffers through host memory.

@@ -36,8 +36,7 @@ absl::StatusOr<CommunicatorBackend> ParseCommunicatorBackend(absl::string_view n
 }
 
 absl::StatusOr<CommunicatorBackend> ResolveCommunicatorBackend(CommunicatorBackend requested,
-                                                               Device device,
-                                                               const LaunchEnv& env,
+                                                               Device device, const LaunchEnv& env,
                                                                bool built_with_cuda,
                                                                int cuda_device_count) {
   const bool env_multi = env.launcher == Launcher::kEnv && env.world_size > 1;
@@ -64,8 +63,8 @@ absl::StatusOr<CommunicatorBackend> ResolveCommunicatorBackend(CommunicatorBacke
             "the NCCL communicator needs a build with --config=cuda");
       }
       if (!device.is_cuda()) {
-        return absl::FailedPreconditionError(absl::StrCat(
-            "the NCCL communicator needs a CUDA device, not ", device.ToString()));
+        return absl::FailedPreconditionError(
+            absl::StrCat("the NCCL communicator needs a CUDA device, not ", device.ToString()));
       }
       return requested;
     case CommunicatorBackend::kAuto:
@@ -113,8 +112,8 @@ absl::StatusOr<std::unique_ptr<Communicator>> CreateCommunicator(CommunicatorBac
     case CommunicatorBackend::kAuto:
       break;
   }
-  return absl::FailedPreconditionError(absl::StrCat(
-      "communicator backend ", CommunicatorBackendName(resolved), " is not built in"));
+  return absl::FailedPreconditionError(
+      absl::StrCat("communicator backend ", CommunicatorBackendName(resolved), " is not built in"));
 }
 
 }  // namespace zt

@@ -33,8 +33,7 @@ absl::StatusOr<CommunicatorBackend> ParseCommunicatorBackend(absl::string_view n
 // or local with WORLD_SIZE > 1 and no MPI launcher, and for local under a
 // multi-rank MPI launch.
 absl::StatusOr<CommunicatorBackend> ResolveCommunicatorBackend(CommunicatorBackend requested,
-                                                               Device device,
-                                                               const LaunchEnv& env,
+                                                               Device device, const LaunchEnv& env,
                                                                bool built_with_cuda,
                                                                int cuda_device_count);
 

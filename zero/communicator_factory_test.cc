@@ -62,8 +62,8 @@ TEST(CommunicatorFactoryTest, AutoWithTorchrunVariablesOnGpuIsNccl) {
 }
 
 TEST(CommunicatorFactoryTest, TorchrunVariablesOnCpuAskForMpirun) {
-  auto r = ResolveCommunicatorBackend(CommunicatorBackend::kAuto, Device::Cpu(), Torchrun(2),
-                                      false, 0);
+  auto r =
+      ResolveCommunicatorBackend(CommunicatorBackend::kAuto, Device::Cpu(), Torchrun(2), false, 0);
   EXPECT_EQ(r.status().code(), absl::StatusCode::kFailedPrecondition);
   EXPECT_NE(r.status().message().find("mpirun"), absl::string_view::npos) << r.status();
 }
@@ -80,8 +80,8 @@ TEST(CommunicatorFactoryTest, NcclNeedsCudaBuildAndCudaDevice) {
 }
 
 TEST(CommunicatorFactoryTest, LocalInsideAMultiRankLaunchIsRefused) {
-  auto r = ResolveCommunicatorBackend(CommunicatorBackend::kLocal, Device::Cpu(), Mpi(2, 2),
-                                      false, 0);
+  auto r =
+      ResolveCommunicatorBackend(CommunicatorBackend::kLocal, Device::Cpu(), Mpi(2, 2), false, 0);
   EXPECT_EQ(r.status().code(), absl::StatusCode::kFailedPrecondition);
 }
 

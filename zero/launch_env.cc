@@ -12,29 +12,25 @@ namespace {
 using GetEnv = std::function<const char*(const char*)>;
 
 // Reads an integer variable; `fallback` when unset.
-absl::StatusOr<int> IntVar(const GetEnv& env, const char* name, int fallback, int min,
-                           int max) {
+absl::StatusOr<int> IntVar(const GetEnv& env, const char* name, int fallback, int min, int max) {
   const char* v = env(name);
   if (v == nullptr) return fallback;
   int value = 0;
   if (!absl::SimpleAtoi(v, &value) || value < min || value > max) {
-    return absl::InvalidArgumentError(absl::StrCat("environment variable ", name, "=\"", v,
-                                                   "\" is not an integer in [", min, ", ", max,
-                                                   "]"));
+    return absl::InvalidArgumentError(absl::StrCat(
+        "environment variable ", name, "=\"", v, "\" is not an integer in [", min, ", ", max, "]"));
   }
   return value;
 }
 
 absl::Status CheckRank(const LaunchEnv& e, const char* rank_var, const char* size_var) {
   if (e.rank >= e.world_size) {
-    return absl::InvalidArgumentError(absl::StrCat("environment variable ", rank_var, "=",
-                                                   e.rank, " is not below ", size_var, "=",
-                                                   e.world_size));
+    return absl::InvalidArgumentError(absl::StrCat("environment variable ", rank_var, "=", e.rank,
+                                                   " is not below ", size_var, "=", e.world_size));
   }
   if (e.local_rank >= e.local_size) {
-    return absl::InvalidArgumentError(absl::StrCat("local rank ", e.local_rank,
-                                                   " is not below the local size ",
-                                                   e.local_size));
+    return absl::InvalidArgumentError(
+        absl::StrCat("local rank ", e.local_rank, " is not below the local size ", e.local_size));
   }
   return absl::OkStatus();
 }
@@ -74,13 +70,14 @@ absl::StatusOr<LaunchEnv> DetectLaunchEnv(const GetEnv& getenv_fn) {
     if (e.world_size > 1) {
       const char* addr = env("MASTER_ADDR");
       if (addr == nullptr || *addr == '\0') {
-        return absl::InvalidArgumentError(absl::StrCat(
-            "WORLD_SIZE=", e.world_size, " needs environment variable MASTER_ADDR (rank 0's host)"));
+        return absl::InvalidArgumentError(
+            absl::StrCat("WORLD_SIZE=", e.world_size,
+                         " needs environment variable MASTER_ADDR (rank 0's host)"));
       }
       e.master_addr = addr;
       if (env("MASTER_PORT") == nullptr) {
-        return absl::InvalidArgumentError(absl::StrCat(
-            "WORLD_SIZE=", e.world_size, " needs environment variable MASTER_PORT"));
+        return absl::InvalidArgumentError(
+            absl::StrCat("WORLD_SIZE=", e.world_size, " needs environment variable MASTER_PORT"));
       }
       ZT_ASSIGN_OR_RETURN(e.master_port, IntVar(env, "MASTER_PORT", 0, 1, 65535));
     }

@@ -47,8 +47,10 @@ TEST(LaunchEnvTest, ReadsPmiVariables) {
 }
 
 TEST(LaunchEnvTest, MpiWinsOverTorchrunStyleVariables) {
-  auto e = Detect({{"OMPI_COMM_WORLD_SIZE", "2"}, {"OMPI_COMM_WORLD_RANK", "1"},
-                   {"WORLD_SIZE", "2"}, {"RANK", "1"}});
+  auto e = Detect({{"OMPI_COMM_WORLD_SIZE", "2"},
+                   {"OMPI_COMM_WORLD_RANK", "1"},
+                   {"WORLD_SIZE", "2"},
+                   {"RANK", "1"}});
   ASSERT_TRUE(e.ok()) << e.status();
   EXPECT_EQ(e->launcher, Launcher::kMpi);
 }
@@ -69,11 +71,9 @@ TEST(LaunchEnvTest, ReadsTorchrunStyleVariables) {
 }
 
 TEST(LaunchEnvTest, RankNotBelowWorldSizeNamesTheVariables) {
-  auto e = Detect({{"WORLD_SIZE", "2"}, {"RANK", "2"}, {"MASTER_ADDR", "h"},
-                   {"MASTER_PORT", "1"}});
+  auto e = Detect({{"WORLD_SIZE", "2"}, {"RANK", "2"}, {"MASTER_ADDR", "h"}, {"MASTER_PORT", "1"}});
   EXPECT_EQ(e.status().code(), absl::StatusCode::kInvalidArgument);
-  EXPECT_NE(e.status().message().find("RANK=2 is not below WORLD_SIZE=2"),
-            absl::string_view::npos)
+  EXPECT_NE(e.status().message().find("RANK=2 is not below WORLD_SIZE=2"), absl::string_view::npos)
       << e.status();
 }
 

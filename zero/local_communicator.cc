@@ -54,14 +54,13 @@ class LocalCommunicator final : public Communicator {
                                                    DType dtype, Stream* stream) {
     if (dst == src || count == 0 || device().is_cpu()) {
       if (dst != src) {
-        ZT_RETURN_IF_ERROR(CopyBytes(dst, device(), src, device(), count * DTypeSize(dtype),
-                                     nullptr));
+        ZT_RETURN_IF_ERROR(
+            CopyBytes(dst, device(), src, device(), count * DTypeSize(dtype), nullptr));
       }
       return std::unique_ptr<WorkHandle>(std::make_unique<CompletedWork>());
     }
     if (stream == nullptr) stream = own_stream_.get();
-    ZT_RETURN_IF_ERROR(
-        CopyBytes(dst, device(), src, device(), count * DTypeSize(dtype), stream));
+    ZT_RETURN_IF_ERROR(CopyBytes(dst, device(), src, device(), count * DTypeSize(dtype), stream));
     return std::unique_ptr<WorkHandle>(std::make_unique<StreamWork>(stream));
   }
 

@@ -3,8 +3,8 @@
 #include <mpi.h>
 
 #include <atomic>
-#include <deque>
 #include <cstdint>
+#include <deque>
 #include <functional>
 #include <string>
 #include <thread>
@@ -236,7 +236,7 @@ class MpiWork final : public WorkHandle {
         std::this_thread::yield();
       } else {
         absl::SleepFor(now - start < absl::Milliseconds(100) ? absl::Microseconds(50)
-                                                              : absl::Milliseconds(1));
+                                                             : absl::Milliseconds(1));
       }
     }
   }
@@ -261,8 +261,7 @@ class MpiWork final : public WorkHandle {
 
 class MpiCommunicator final : public Communicator {
  public:
-  MpiCommunicator(std::shared_ptr<CommState> state, int rank, int size, Device device,
-                  bool staged)
+  MpiCommunicator(std::shared_ptr<CommState> state, int rank, int size, Device device, bool staged)
       : Communicator(staged ? "mpi-staged" : "mpi", rank, size, device),
         state_(std::move(state)),
         staged_(staged) {}
@@ -281,10 +280,14 @@ class MpiCommunicator final : public Communicator {
       result = stage->data();
       send = MPI_IN_PLACE;
     }
-    ZT_RETURN_IF_ERROR(Start(what, [&](MPI_Request* r) {
-      return MPI_Iallreduce(send, result, static_cast<int>(o.count), MpiEnvironment::Type(o.dtype),
-                            state_->env->SumOp(o.dtype), state_->comm, r);
-    }, work.get()));
+    ZT_RETURN_IF_ERROR(Start(
+        what,
+        [&](MPI_Request* r) {
+          return MPI_Iallreduce(send, result, static_cast<int>(o.count),
+                                MpiEnvironment::Type(o.dtype), state_->env->SumOp(o.dtype),
+                                state_->comm, r);
+        },
+        work.get()));
     work->OnComplete(Finisher(result, o.recv, o.count, o.dtype, o.op, o.stream));
     return std::unique_ptr<WorkHandle>(std::move(work));
   }
@@ -304,11 +307,14 @@ class MpiCommunicator final : public Communicator {
       send = in->data();
       result = out->data();
     }
-    ZT_RETURN_IF_ERROR(Start(what, [&](MPI_Request* r) {
-      return MPI_Ireduce_scatter_block(send, result, static_cast<int>(o.count),
-                                       MpiEnvironment::Type(o.dtype), state_->env->SumOp(o.dtype),
-                                       state_->comm, r);
-    }, work.get()));
+    ZT_RETURN_IF_ERROR(Start(
+        what,
+        [&](MPI_Request* r) {
+          return MPI_Ireduce_scatter_block(send, result, static_cast<int>(o.count),
+                                           MpiEnvironment::Type(o.dtype),
+                                           state_->env->SumOp(o.dtype), state_->comm, r);
+        },
+        work.get()));
     work->OnComplete(Finisher(result, o.recv, o.count, o.dtype, o.op, o.stream));
     return std::unique_ptr<WorkHandle>(std::move(work));
   }
@@ -329,10 +335,13 @@ class MpiCommunicator final : public Communicator {
       result = out->data();
     }
     const MpiType type = MpiEnvironment::Type(o.dtype);
-    ZT_RETURN_IF_ERROR(Start(what, [&](MPI_Request* r) {
-      return MPI_Iallgather(send, static_cast<int>(o.count), type, result,
-                            static_cast<int>(o.count), type, state_->comm, r);
-    }, work.get()));
+    ZT_RETURN_IF_ERROR(Start(
+        what,
+        [&](MPI_Request* r) {
+          return MPI_Iallgather(send, static_cast<int>(o.count), type, result,
+                                static_cast<int>(o.count), type, state_->comm, r);
+        },
+        work.get()));
     work->OnComplete(
         Finisher(result, o.recv, o.count * world_size(), o.dtype, ReduceOp::kSum, o.stream));
     return std::unique_ptr<WorkHandle>(std::move(work));
@@ -349,10 +358,13 @@ class MpiCommunicator final : public Communicator {
       if (rank() == o.root) ZT_RETURN_IF_ERROR(ToHost(stage->data(), o.buffer, bytes, o.stream));
       buffer = stage->data();
     }
-    ZT_RETURN_IF_ERROR(Start(what, [&](MPI_Request* r) {
-      return MPI_Ibcast(buffer, static_cast<int>(o.count), MpiEnvironment::Type(o.dtype), o.root,
-                        state_->comm, r);
-    }, work.get()));
+    ZT_RETURN_IF_ERROR(Start(
+        what,
+        [&](MPI_Request* r) {
+          return MPI_Ibcast(buffer, static_cast<int>(o.count), MpiEnvironment::Type(o.dtype),
+                            o.root, state_->comm, r);
+        },
+        work.get()));
     // The root's device buffer already holds the data.
     if (rank() != o.root) {
       work->OnComplete(Finisher(buffer, o.buffer, o.count, o.dtype, ReduceOp::kSum, o.stream));
@@ -363,8 +375,8 @@ class MpiCommunicator final : public Communicator {
   absl::StatusOr<std::unique_ptr<WorkHandle>> DoBarrier(const BarrierOptions&) override {
     const std::string what = Describe(Collective::kBarrier, 0, DType::kFloat32);
     auto work = std::make_unique<MpiWork>(state_, what);
-    ZT_RETURN_IF_ERROR(Start(what, [&](MPI_Request* r) { return MPI_Ibarrier(state_->comm, r); },
-                             work.get()));
+    ZT_RETURN_IF_ERROR(Start(
+        what, [&](MPI_Request* r) { return MPI_Ibarrier(state_->comm, r); }, work.get()));
     return std::unique_ptr<WorkHandle>(std::move(work));
   }
 
@@ -373,9 +385,9 @@ class MpiCommunicator final : public Communicator {
 
   absl::Status CheckStream(const std::string& what, Stream* stream) const {
     if (staged_ && device().is_cuda() && stream == nullptr) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          what, ": host-staged MPI on ", device().ToString(),
-          " needs options.stream (the stream that produced the buffers)"));
+      return absl::InvalidArgumentError(
+          absl::StrCat(what, ": host-staged MPI on ", device().ToString(),
+                       " needs options.stream (the stream that produced the buffers)"));
     }
     return absl::OkStatus();
   }

@@ -33,9 +33,7 @@ constexpr int64_t kCounts[] = {1, 7, 1000};
 // exact in bf16 (8 significant bits), so sums have one right answer.
 float Value(int rank, int64_t i) { return 0.5f * (rank + 1) * static_cast<float>(i % 7 - 3); }
 
-std::string Trace(DType dt, int64_t count) {
-  return absl::StrCat(DTypeName(dt), " count=", count);
-}
+std::string Trace(DType dt, int64_t count) { return absl::StrCat(DTypeName(dt), " count=", count); }
 
 class MpiCollectiveTest : public ::testing::TestWithParam<bool> {
  protected:
@@ -112,6 +110,7 @@ TEST_P(MpiCollectiveTest, AllReduceAverageDividesTheSumByWorldSize) {
 // Only ranks 0 and 1 contribute non-zeros, so whatever association MPI
 // picks, each element is one rounded add of a0 + a1: ties must go to even.
 TEST_P(MpiCollectiveTest, SixteenBitSumRoundsEachAddToNearestEven) {
+  if (n_ < 2) GTEST_SKIP() << "needs two ranks to add anything";
   for (DType dt : {DType::kFloat16, DType::kBFloat16}) {
     SCOPED_TRACE(DTypeName(dt));
     const float eps = static_cast<float>(DTypeEpsilon(dt));

@@ -13,7 +13,13 @@ export OMPI_MCA_btl=self,vader
 export OMPI_MCA_btl_vader_single_copy_mechanism=none
 export OMPI_MCA_rmaps_base_oversubscribe=1
 export OMPI_MCA_mpi_yield_when_idle=1
-export OMPI_MCA_orte_tmpdir_base="${TEST_TMPDIR:-${TMPDIR:-/tmp}}"
+# Bazel runs tests concurrently, each in its own PID namespace, so every
+# mpirun gets the same PID and thus the same job id: shared-memory files in
+# the default /dev/shm would collide between jobs (crashes in vader). Each
+# job keeps them in its own temporary directory instead.
+scratch="$(mktemp -d "${TEST_TMPDIR:-${TMPDIR:-/tmp}}/mpirun.XXXXXX")"
+export OMPI_MCA_orte_tmpdir_base="${scratch}"
+export OMPI_MCA_btl_vader_backing_directory="${scratch}"
 MPIRUN=(mpirun --allow-run-as-root --oversubscribe --tag-output)
 
 if [[ "${MPIRUN_TEST_SOURCED:-0}" == "1" ]]; then
@@ -23,5 +29,7 @@ fi
 np="$1"
 program="$2"
 shift 2
-# A hard bound in case a rank hangs despite the collectives' own timeouts.
-exec timeout --kill-after=5 120 "${MPIRUN[@]}" -np "${np}" "${program}" "$@"
+trap 'rm -rf "${scratch}"' EXIT
+# A hard bound (for runs outside Bazel) in case a rank hangs despite the
+# collectives' own timeouts.
+timeout --kill-after=5 "${MPIRUN_TEST_TIMEOUT_S:-120}" "${MPIRUN[@]}" -np "${np}" "${program}" "$@"

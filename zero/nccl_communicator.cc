@@ -103,8 +103,9 @@ class NcclState {
       if (absl::Now() >= deadline) {
         Abort();
         return absl::DeadlineExceededError(
-            absl::StrCat(what, " did not complete in time: a peer rank did not join; the NCCL "
-                               "communicator was aborted"));
+            absl::StrCat(what,
+                         " did not complete in time: a peer rank did not join; the NCCL "
+                         "communicator was aborted"));
       }
       Backoff(start);
     }
@@ -121,10 +122,9 @@ class NcclState {
   absl::Status Failed(const std::string& what, ncclResult_t state) {
     const std::string detail = ncclGetLastError(comm_);
     Abort();
-    return absl::UnavailableError(absl::StrCat(what, " failed: NCCL error ",
-                                               static_cast<int>(state), " (",
-                                               ncclGetErrorString(state), ") ", detail,
-                                               "; the NCCL communicator was aborted"));
+    return absl::UnavailableError(absl::StrCat(
+        what, " failed: NCCL error ", static_cast<int>(state), " (", ncclGetErrorString(state),
+        ") ", detail, "; the NCCL communicator was aborted"));
   }
 
   void Abort() {
@@ -187,8 +187,8 @@ class NcclWork final : public WorkHandle {
       if (absl::Now() - start >= timeout) {
         // Kernels waiting on a dead peer never finish on their own.
         state_->Abort();
-        return CollectiveTimeoutError(
-            description_, timeout, "the NCCL communicator was aborted and cannot be used again");
+        return CollectiveTimeoutError(description_, timeout,
+                                      "the NCCL communicator was aborted and cannot be used again");
       }
       Backoff(start);
     }
@@ -219,8 +219,8 @@ class NcclCommunicator final : public Communicator {
   absl::StatusOr<std::unique_ptr<WorkHandle>> DoAllReduce(const AllReduceOptions& o) override {
     const std::string what = Describe(Collective::kAllReduce, o.count, o.dtype);
     return Launch(what, o.stream, [&] {
-      return ncclAllReduce(o.send, o.recv, o.count, NcclType(o.dtype), NcclOp(o.op),
-                           state_->comm(), state_->stream());
+      return ncclAllReduce(o.send, o.recv, o.count, NcclType(o.dtype), NcclOp(o.op), state_->comm(),
+                           state_->stream());
     });
   }
   absl::StatusOr<std::unique_ptr<WorkHandle>> DoReduceScatter(
@@ -241,8 +241,8 @@ class NcclCommunicator final : public Communicator {
   absl::StatusOr<std::unique_ptr<WorkHandle>> DoBroadcast(const BroadcastOptions& o) override {
     const std::string what = Describe(Collective::kBroadcast, o.count, o.dtype);
     return Launch(what, o.stream, [&] {
-      return ncclBroadcast(o.buffer, o.buffer, o.count, NcclType(o.dtype), o.root,
-                           state_->comm(), state_->stream());
+      return ncclBroadcast(o.buffer, o.buffer, o.count, NcclType(o.dtype), o.root, state_->comm(),
+                           state_->stream());
     });
   }
   // NCCL has no barrier: an all-reduce of one float completes only once
@@ -263,8 +263,8 @@ class NcclCommunicator final : public Communicator {
     ZT_CUDA_RETURN_IF_ERROR(cudaSetDevice(state_->device()));
     if (stream != nullptr) {
       // The collective reads what the caller's stream produced.
-      ZT_CUDA_RETURN_IF_ERROR(cudaEventRecord(
-          state_->ready_event(), static_cast<cudaStream_t>(stream->native_handle())));
+      ZT_CUDA_RETURN_IF_ERROR(cudaEventRecord(state_->ready_event(),
+                                              static_cast<cudaStream_t>(stream->native_handle())));
       ZT_CUDA_RETURN_IF_ERROR(cudaStreamWaitEvent(state_->stream(), state_->ready_event(), 0));
     }
     const ncclResult_t r = call();
@@ -301,8 +301,8 @@ absl::StatusOr<ncclUniqueId> ShareUniqueId(const LaunchEnv& env, int rank, int s
     b.count = sizeof(id) / 2;
     b.dtype = DType::kFloat16;
     b.root = 0;
-    ZT_RETURN_IF_ERROR(Await(mpi->Broadcast(b),
-                             std::max(deadline - absl::Now(), absl::ZeroDuration())));
+    ZT_RETURN_IF_ERROR(
+        Await(mpi->Broadcast(b), std::max(deadline - absl::Now(), absl::ZeroDuration())));
     return id;
   }
   TcpRendezvousOptions t;
@@ -328,9 +328,9 @@ absl::StatusOr<std::unique_ptr<Communicator>> CreateNcclCommunicator(
     const NcclCommunicatorOptions& options) {
   const int devices = CudaDeviceCount();
   if (options.device_index < 0 || options.device_index >= devices) {
-    return absl::FailedPreconditionError(absl::StrCat("NCCL communicator on cuda:",
-                                                      options.device_index, " but ", devices,
-                                                      " CUDA device(s) are visible"));
+    return absl::FailedPreconditionError(
+        absl::StrCat("NCCL communicator on cuda:", options.device_index, " but ", devices,
+                     " CUDA device(s) are visible"));
   }
   const absl::Time deadline = absl::Now() + options.init_timeout;
   ZT_ASSIGN_OR_RETURN(LaunchEnv env, DetectLaunchEnv());

@@ -84,7 +84,8 @@ absl::Status WriteAll(int fd, const void* data, size_t size, absl::Time deadline
     if (n < 0 && errno == EINTR) continue;
     if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
       ZT_ASSIGN_OR_RETURN(bool ready, WaitFd(fd, POLLOUT, deadline));
-      if (!ready) return absl::DeadlineExceededError(absl::StrCat("sending to ", peer, " timed out"));
+      if (!ready)
+        return absl::DeadlineExceededError(absl::StrCat("sending to ", peer, " timed out"));
       continue;
     }
     return absl::UnavailableError(absl::StrCat("sending to ", peer, ": ", Errno(errno)));
@@ -92,8 +93,7 @@ absl::Status WriteAll(int fd, const void* data, size_t size, absl::Time deadline
   return absl::OkStatus();
 }
 
-absl::Status ReadAll(int fd, void* data, size_t size, absl::Time deadline,
-                     absl::string_view peer) {
+absl::Status ReadAll(int fd, void* data, size_t size, absl::Time deadline, absl::string_view peer) {
   char* p = static_cast<char*>(data);
   while (size > 0) {
     const ssize_t n = recv(fd, p, size, 0);
@@ -142,8 +142,8 @@ absl::StatusOr<ScopedFd> Listen(int port, int backlog) {
     rc = bind(fd.get(), reinterpret_cast<sockaddr*>(&addr), sizeof(addr));
   }
   if (rc != 0) {
-    return absl::UnavailableError(absl::StrCat("rank 0 cannot listen on port ", port, " (MASTER_PORT): ",
-                                               Errno(errno)));
+    return absl::UnavailableError(
+        absl::StrCat("rank 0 cannot listen on port ", port, " (MASTER_PORT): ", Errno(errno)));
   }
   if (listen(fd.get(), backlog) != 0) {
     return absl::UnavailableError(absl::StrCat("listen on port ", port, ": ", Errno(errno)));

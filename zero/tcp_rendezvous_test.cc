@@ -70,9 +70,7 @@ TEST(TcpRendezvousTest, WorldOfOneNeedsNoNetwork) {
 TEST(TcpRendezvousTest, RankZeroTimesOutNamingTheMissingRanks) {
   const int port = FreePort();
   absl::StatusOr<std::string> peer1 = absl::UnknownError("not run");
-  std::thread t([&] {
-    peer1 = TcpBroadcastFromRank0(Options(port, 1, 4, absl::Seconds(10)), "");
-  });
+  std::thread t([&] { peer1 = TcpBroadcastFromRank0(Options(port, 1, 4, absl::Seconds(10)), ""); });
   const absl::Time start = absl::Now();
   auto r0 = TcpBroadcastFromRank0(Options(port, 0, 4, absl::Milliseconds(500)), "id");
   t.join();
@@ -93,9 +91,9 @@ TEST(TcpRendezvousTest, PeerTimesOutNamingTheUnreachableAddress) {
   auto r = TcpBroadcastFromRank0(Options(port, 2, 3, absl::Milliseconds(400)), "");
   EXPECT_LT(absl::Now() - start, absl::Seconds(5));
   EXPECT_EQ(r.status().code(), absl::StatusCode::kDeadlineExceeded);
-  EXPECT_NE(r.status().message().find(absl::StrCat("rank 2 could not reach rank 0 at localhost:",
-                                                   port)),
-            absl::string_view::npos)
+  EXPECT_NE(
+      r.status().message().find(absl::StrCat("rank 2 could not reach rank 0 at localhost:", port)),
+      absl::string_view::npos)
       << r.status();
 }
 
