@@ -20,9 +20,12 @@ namespace zt {
 namespace {
 
 constexpr char kUsage[] =
-    "usage: train [--config=FILE] [--set=field.path=value ...] [--print_config]\n"
-    "  --config=FILE       text-format TrainConfig (trainer/config.proto); default: built-in\n"
-    "  --set=PATH=VALUE    override one field, e.g. --set=optimizer.lr=1e-3 (repeatable)\n"
+    "usage: train [--config=FILE] [--set=field.path=value ...] "
+    "[--print_config]\n"
+    "  --config=FILE       text-format TrainConfig (trainer/config.proto); "
+    "default: built-in\n"
+    "  --set=PATH=VALUE    override one field, e.g. --set=optimizer.lr=1e-3 "
+    "(repeatable)\n"
     "  --print_config      print the resolved config and exit\n";
 
 struct Flags {
@@ -36,14 +39,17 @@ absl::StatusOr<Flags> ParseFlags(int argc, char** argv) {
   Flags f;
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
-    auto value = [&](absl::string_view name, std::string* out) -> absl::StatusOr<bool> {
+    auto value = [&](absl::string_view name,
+                     std::string* out) -> absl::StatusOr<bool> {
       const std::string eq = absl::StrCat(name, "=");
       if (absl::StartsWith(a, eq)) {
         *out = a.substr(eq.size());
         return true;
       }
       if (a == name) {
-        if (i + 1 >= argc) return absl::InvalidArgumentError(absl::StrCat(name, " needs a value"));
+        if (i + 1 >= argc)
+          return absl::InvalidArgumentError(
+              absl::StrCat(name, " needs a value"));
         *out = argv[++i];
         return true;
       }
@@ -65,7 +71,8 @@ absl::StatusOr<Flags> ParseFlags(int argc, char** argv) {
     } else if (a == "--help" || a == "-h") {
       f.help = true;
     } else {
-      return absl::InvalidArgumentError(absl::StrCat("unknown flag \"", a, "\""));
+      return absl::InvalidArgumentError(
+          absl::StrCat("unknown flag \"", a, "\""));
     }
   }
   return f;
@@ -77,14 +84,16 @@ absl::Status Main(int argc, char** argv) {
     std::fputs(kUsage, stdout);
     return absl::OkStatus();
   }
-  ZT_ASSIGN_OR_RETURN(TrainConfig config, ResolveConfig(flags.config, flags.sets));
+  ZT_ASSIGN_OR_RETURN(TrainConfig config,
+                      ResolveConfig(flags.config, flags.sets));
   if (flags.print_config) {
     std::fputs(ConfigToText(config).c_str(), stdout);
     return absl::OkStatus();
   }
   ZT_ASSIGN_OR_RETURN(LaunchEnv env, DetectLaunchEnv());
   ZT_ASSIGN_OR_RETURN(Device device, ChooseDevice(config, env.local_rank));
-  ZT_ASSIGN_OR_RETURN(auto comm, CreateCommunicator(CommunicatorBackend::kAuto, device));
+  ZT_ASSIGN_OR_RETURN(auto comm,
+                      CreateCommunicator(CommunicatorBackend::kAuto, device));
   ZT_ASSIGN_OR_RETURN(auto trainer, Trainer::Create(config, comm.get()));
   return trainer->Run();
 }
@@ -96,7 +105,8 @@ int main(int argc, char** argv) {
   const absl::Status s = zt::Main(argc, argv);
   if (!s.ok()) {
     std::fprintf(stderr, "train: error: %s\n", s.ToString().c_str());
-    if (s.code() == absl::StatusCode::kInvalidArgument) std::fputs(zt::kUsage, stderr);
+    if (s.code() == absl::StatusCode::kInvalidArgument)
+      std::fputs(zt::kUsage, stderr);
     return s.code() == absl::StatusCode::kInvalidArgument ? 2 : 1;
   }
   return 0;

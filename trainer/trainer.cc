@@ -62,9 +62,12 @@ absl::StatusOr<Device> ChooseDevice(const TrainConfig& config, int local_rank) {
     case TrainConfig::CUDA:
       if (!BuiltWithCuda()) {
         return absl::FailedPreconditionError(
-            "device: CUDA but this binary was built without CUDA (build with --config=cuda)");
+            "device: CUDA but this binary was built without CUDA (build with "
+            "--config=cuda)");
       }
-      if (gpus == 0) return absl::FailedPreconditionError("device: CUDA but no GPU is visible");
+      if (gpus == 0)
+        return absl::FailedPreconditionError(
+            "device: CUDA but no GPU is visible");
       return Device::Cuda(local_rank % gpus);
     default:
       return gpus > 0 ? Device::Cuda(local_rank % gpus) : Device::Cpu();
@@ -79,12 +82,13 @@ Trainer::~Trainer() {
   model_.reset();
   engine_.reset();
 #if ZT_WITH_CUDA
-  if (cublaslt_ != nullptr) cublasLtDestroy(static_cast<cublasLtHandle_t>(cublaslt_));
+  if (cublaslt_ != nullptr)
+    cublasLtDestroy(static_cast<cublasLtHandle_t>(cublaslt_));
 #endif
 }
 
-absl::StatusOr<std::unique_ptr<Trainer>> Trainer::Create(const TrainConfig& config,
-                                                         Communicator* comm) {
+absl::StatusOr<std::unique_ptr<Trainer>> Trainer::Create(
+    const TrainConfig& config, Communicator* comm) {
   std::unique_ptr<Trainer> t(new Trainer(config, comm));
   ZT_RETURN_IF_ERROR(t->Setup());
   return t;
@@ -124,15 +128,19 @@ absl::Status Trainer::Setup() {
   eo.reduce_bucket_elements = config_.zero().reduce_bucket_size();
   eo.allgather_bucket_elements = config_.zero().allgather_bucket_size();
   eo.timeout = absl::Seconds(config_.zero().comm_timeout_s());
-  ZT_ASSIGN_OR_RETURN(engine_, ZeroEngine::Create(*layout_, eo, comm_, allocator_.get(), ctx_));
+  ZT_ASSIGN_OR_RETURN(
+      engine_, ZeroEngine::Create(*layout_, eo, comm_, allocator_.get(), ctx_));
   ZT_RETURN_IF_ERROR(engine_->InitParameters(config_.seed()));
-  ZT_ASSIGN_OR_RETURN(model_, GptModel::Create(*layout_, dtype_, config_.batch().micro_batch_size(),
-                                               config_.batch().seq_len(), allocator_.get(), ctx_));
-  ZT_ASSIGN_OR_RETURN(train_data_, DataLoader::FromConfig(config_, DataLoader::Split::kTrain,
-                                                          comm_->rank(), comm_->world_size()));
+  ZT_ASSIGN_OR_RETURN(
+      model_,
+      GptModel::Create(*layout_, dtype_, config_.batch().micro_batch_size(),
+                       config_.batch().seq_len(), allocator_.get(), ctx_));
+  ZT_ASSIGN_OR_RETURN(
+      train_data_, DataLoader::FromConfig(config_, DataLoader::Split::kTrain,
+                                          comm_->rank(), comm_->world_size()));
   if (config_.eval().batches() > 0) {
-    auto eval = DataLoader::FromConfig(config_, DataLoader::Split::kEval, comm_->rank(),
-                                       comm_->world_size());
+    auto eval = DataLoader::FromConfig(config_, DataLoader::Split::kEval,
+                                       comm_->rank(), comm_->world_size());
     // Shard data without a val_glob has no eval split: eval is then off.
     if (eval.ok()) {
       eval_data_ = std::move(eval).value();
@@ -141,7 +149,8 @@ absl::Status Trainer::Setup() {
     }
   }
   schedule_.max_lr = config_.optimizer().lr();
-  schedule_.min_lr = config_.optimizer().lr() * config_.optimizer().min_lr_ratio();
+  schedule_.min_lr =
+      config_.optimizer().lr() * config_.optimizer().min_lr_ratio();
   schedule_.warmup_steps = config_.optimizer().warmup_steps();
   schedule_.max_steps = config_.max_steps();
   return absl::OkStatus();
@@ -156,12 +165,14 @@ std::optional<double> Trainer::entropy_floor() const {
 absl::StatusOr<StepReport> Trainer::TrainStep() {
   const auto start = std::chrono::steady_clock::now();
   const int accum = config_.batch().grad_accum_steps();
-  const int B = config_.batch().micro_batch_size(), T = config_.batch().seq_len();
+  const int B = config_.batch().micro_batch_size(),
+            T = config_.batch().seq_len();
   const int world = comm_->world_size();
   const double loss_scale = scaler_.scale();
   // Each rank's losses are means over its tokens; the gradient of the mean
   // over the global batch gives every token 1/(B T accum world).
-  const float dloss = static_cast<float>(loss_scale / (double(B) * T * accum * world));
+  const float dloss =
+      static_cast<float>(loss_scale / (double(B) * T * accum * world));
   ZT_RETURN_IF_ERROR(engine_->BeginStep());
   double loss_sum = 0;
   Batch batch;
@@ -181,7 +192,8 @@ absl::StatusOr<StepReport> Trainer::TrainStep() {
   ZT_RETURN_IF_ERROR(engine_->FinishGradients());
   if (inject_nonfinite_) {
     inject_nonfinite_ = false;
-    if (comm_->rank() == 0) ZT_RETURN_IF_ERROR(engine_->InjectNonFiniteGradient());
+    if (comm_->rank() == 0)
+      ZT_RETURN_IF_ERROR(engine_->InjectNonFiniteGradient());
   }
   kernels::AdamWHyper hyper;
   hyper.lr = static_cast<float>(schedule_.At(step_));
@@ -190,12 +202,14 @@ absl::StatusOr<StepReport> Trainer::TrainStep() {
   hyper.eps = config_.optimizer().eps();
   hyper.weight_decay = config_.optimizer().weight_decay();
   hyper.step = adam_steps_ + 1;
-  ZT_ASSIGN_OR_RETURN(StepOutcome outcome,
-                      engine_->Step(hyper, loss_scale, config_.optimizer().grad_clip()));
+  ZT_ASSIGN_OR_RETURN(
+      StepOutcome outcome,
+      engine_->Step(hyper, loss_scale, config_.optimizer().grad_clip()));
   scaler_.Update(outcome.skipped);
   if (!outcome.skipped) ++adam_steps_;
   float mean_loss = static_cast<float>(loss_sum / accum);
-  ZT_RETURN_IF_ERROR(AllReduceHostFloats(comm_, allocator_.get(), ctx_.stream, &mean_loss, 1,
+  ZT_RETURN_IF_ERROR(AllReduceHostFloats(comm_, allocator_.get(), ctx_.stream,
+                                         &mean_loss, 1,
                                          engine_->options().timeout));
   StepReport r;
   r.step = ++step_;
@@ -205,12 +219,15 @@ absl::StatusOr<StepReport> Trainer::TrainStep() {
   r.loss_scale = loss_scale;
   r.skipped = outcome.skipped;
   r.tokens = int64_t{B} * T * accum * world;
-  r.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  r.seconds =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - start)
+          .count();
   return r;
 }
 
 absl::StatusOr<double> Trainer::Evaluate() {
-  if (eval_data_ == nullptr) return absl::FailedPreconditionError("no eval data configured");
+  if (eval_data_ == nullptr)
+    return absl::FailedPreconditionError("no eval data configured");
   eval_data_->Reset();
   Batch batch;
   double sum = 0;
@@ -225,8 +242,8 @@ absl::StatusOr<double> Trainer::Evaluate() {
     sum += loss;
   }
   float mean = static_cast<float>(sum / n);
-  ZT_RETURN_IF_ERROR(AllReduceHostFloats(comm_, allocator_.get(), ctx_.stream, &mean, 1,
-                                         engine_->options().timeout));
+  ZT_RETURN_IF_ERROR(AllReduceHostFloats(comm_, allocator_.get(), ctx_.stream,
+                                         &mean, 1, engine_->options().timeout));
   return static_cast<double>(mean) / comm_->world_size();
 }
 
@@ -241,14 +258,17 @@ absl::Status Trainer::Run() {
     mo.total_steps = config_.max_steps();
     mo.print_every = 1;
     ZT_ASSIGN_OR_RETURN(metrics, MetricsLogger::Create(mo));
-    std::printf("zerotrain: %d rank(s) on %s over %s, ZeRO stage %d, %s, %lld parameters\n",
-                comm_->world_size(), device_.ToString().c_str(),
-                std::string(comm_->backend_name()).c_str(), engine_->options().stage,
-                std::string(DTypeName(dtype_)).c_str(),
-                static_cast<long long>(layout_->numel()));
+    std::printf(
+        "zerotrain: %d rank(s) on %s over %s, ZeRO stage %d, %s, %lld "
+        "parameters\n",
+        comm_->world_size(), device_.ToString().c_str(),
+        std::string(comm_->backend_name()).c_str(), engine_->options().stage,
+        std::string(DTypeName(dtype_)).c_str(),
+        static_cast<long long>(layout_->numel()));
     std::printf("data: %s\n", train_data_->Describe().c_str());
     if (auto h = entropy_floor()) {
-      std::printf("corpus entropy rate: %.4f nats/token (the loss floor)\n", *h);
+      std::printf("corpus entropy rate: %.4f nats/token (the loss floor)\n",
+                  *h);
     }
     const MemoryStats ms = allocator_->Stats();
     std::printf("memory per rank: %s\n", ms.ToString().c_str());
@@ -273,11 +293,15 @@ absl::Status Trainer::Run() {
       sm.loss_scale = r.loss_scale;
       sm.skipped = r.skipped;
       sm.tokens_per_s = seconds > 0 ? tokens / seconds : 0;
-      sm.mfu = device_.is_cuda() ? sm.tokens_per_s * model_->FlopsPerToken() / kGpuPeakFlops : NAN;
+      sm.mfu = device_.is_cuda()
+                   ? sm.tokens_per_s * model_->FlopsPerToken() / kGpuPeakFlops
+                   : NAN;
       sm.peak_memory_bytes = allocator_->Stats().total_peak;
       const TrafficStats traffic = comm_->traffic();
-      sm.extras["comm_elements"] = static_cast<double>(traffic.total_elements());
-      sm.extras["model_state_bytes"] = static_cast<double>(engine_->ModelStateBytes());
+      sm.extras["comm_elements"] =
+          static_cast<double>(traffic.total_elements());
+      sm.extras["model_state_bytes"] =
+          static_cast<double>(engine_->ModelStateBytes());
       ZT_RETURN_IF_ERROR(metrics->Log(sm));
       tokens = seconds = 0;
     }
@@ -292,7 +316,8 @@ absl::Status Trainer::Run() {
     if (last_eval) std::printf(", val loss %.4f", *last_eval);
     if (auto h = entropy_floor()) {
       const double final_loss = last_eval ? *last_eval : last_loss;
-      std::printf("; corpus entropy %.4f nats, gap %.4f nats", *h, final_loss - *h);
+      std::printf("; corpus entropy %.4f nats, gap %.4f nats", *h,
+                  final_loss - *h);
     }
     std::printf("\n");
     std::fflush(stdout);

@@ -1,5 +1,7 @@
 #include "zero/communicator.h"
 
+#include "kernels/core/status_macros.h"
+
 #include <climits>
 #include <cstdint>
 #include <utility>
@@ -243,6 +245,25 @@ absl::StatusOr<std::unique_ptr<WorkHandle>> Communicator::DoBroadcast(const Broa
 }
 absl::StatusOr<std::unique_ptr<WorkHandle>> Communicator::DoBarrier(const BarrierOptions&) {
   return Unsupported(Collective::kBarrier);
+}
+
+absl::StatusOr<std::unique_ptr<WorkHandle>> Communicator::ReduceScatterV(
+    const ReduceScatterVOptions& o) {
+  if (world_size_ != 1) return Unsupported(Collective::kReduceScatter);
+  const int64_t n = o.counts.empty() ? 0 : o.counts[0];
+  ZT_RETURN_IF_ERROR(CopyBytes(o.recv, device_, o.send, device_, n * DTypeSize(o.dtype), o.stream));
+  Count(Collective::kReduceScatter, n, o.dtype);
+  return std::unique_ptr<WorkHandle>(std::make_unique<CompletedWork>());
+}
+
+absl::StatusOr<std::unique_ptr<WorkHandle>> Communicator::AllGatherV(const AllGatherVOptions& o) {
+  if (world_size_ != 1) return Unsupported(Collective::kAllGather);
+  const int64_t n = o.counts.empty() ? 0 : o.counts[0];
+  if (o.send != o.recv) {
+    ZT_RETURN_IF_ERROR(CopyBytes(o.recv, device_, o.send, device_, n * DTypeSize(o.dtype), o.stream));
+  }
+  Count(Collective::kAllGather, n, o.dtype);
+  return std::unique_ptr<WorkHandle>(std::make_unique<CompletedWork>());
 }
 
 }  // namespace zt

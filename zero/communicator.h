@@ -39,6 +39,7 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
@@ -106,6 +107,25 @@ struct AllGatherOptions {
 
 // Copies `root`'s buffer into everyone's. Moves bits only: any dtype of the
 // right byte count works.
+// Variable-count forms (TEMPORARY single-rank version until the backends
+// implement them).
+struct ReduceScatterVOptions {
+  const void* send = nullptr;
+  void* recv = nullptr;
+  std::vector<int64_t> counts;
+  DType dtype = DType::kFloat32;
+  ReduceOp op = ReduceOp::kSum;
+  Stream* stream = nullptr;
+};
+
+struct AllGatherVOptions {
+  const void* send = nullptr;
+  void* recv = nullptr;
+  std::vector<int64_t> counts;
+  DType dtype = DType::kFloat32;
+  Stream* stream = nullptr;
+};
+
 struct BroadcastOptions {
   void* buffer = nullptr;  // `count` elements.
   int64_t count = 0;
@@ -190,6 +210,8 @@ class Communicator {
   absl::StatusOr<std::unique_ptr<WorkHandle>> AllGather(const AllGatherOptions& options);
   absl::StatusOr<std::unique_ptr<WorkHandle>> Broadcast(const BroadcastOptions& options);
   absl::StatusOr<std::unique_ptr<WorkHandle>> Barrier(const BarrierOptions& options = {});
+  absl::StatusOr<std::unique_ptr<WorkHandle>> ReduceScatterV(const ReduceScatterVOptions& options);
+  absl::StatusOr<std::unique_ptr<WorkHandle>> AllGatherV(const AllGatherVOptions& options);
 
   // Counted when a collective starts successfully.
   TrafficStats traffic() const;

@@ -42,13 +42,15 @@ class NormalStream {
 };
 
 Range Intersect(Range a, Range b) {
-  return {std::max(a.begin, b.begin), std::max(std::max(a.begin, b.begin), std::min(a.end, b.end))};
+  return {std::max(a.begin, b.begin),
+          std::max(std::max(a.begin, b.begin), std::min(a.end, b.end))};
 }
 
 }  // namespace
 
-absl::Status AllReduceHostFloats(Communicator* comm, Allocator* allocator, cudaStream_t stream,
-                                 float* values, int n, absl::Duration timeout) {
+absl::Status AllReduceHostFloats(Communicator* comm, Allocator* allocator,
+                                 cudaStream_t stream, float* values, int n,
+                                 absl::Duration timeout) {
   if (comm->world_size() == 1) return absl::OkStatus();
   float* buf = values;
   Buffer dev_buf;
@@ -57,8 +59,8 @@ absl::Status AllReduceHostFloats(Communicator* comm, Allocator* allocator, cudaS
     // Device transports (NCCL) need device memory.
     ZT_ASSIGN_OR_RETURN(dev_buf, Buffer::Allocate(*allocator, n * sizeof(float),
                                                   MemoryCategory::kWorkspace));
-    ZT_RETURN_IF_ERROR(CopyBytes(dev_buf.data(), dev, values, Device::Cpu(), n * sizeof(float),
-                                 stream));
+    ZT_RETURN_IF_ERROR(CopyBytes(dev_buf.data(), dev, values, Device::Cpu(),
+                                 n * sizeof(float), stream));
     ZT_RETURN_IF_ERROR(SynchronizeStream(dev, stream));
     buf = dev_buf.as<float>();
   }
@@ -70,14 +72,16 @@ absl::Status AllReduceHostFloats(Communicator* comm, Allocator* allocator, cudaS
   ZT_ASSIGN_OR_RETURN(auto h, comm->AllReduce(o));
   ZT_RETURN_IF_ERROR(h->Wait(timeout));
   if (!dev_buf.empty()) {
-    ZT_RETURN_IF_ERROR(CopyBytes(values, Device::Cpu(), buf, dev, n * sizeof(float), stream));
+    ZT_RETURN_IF_ERROR(
+        CopyBytes(values, Device::Cpu(), buf, dev, n * sizeof(float), stream));
     ZT_RETURN_IF_ERROR(SynchronizeStream(dev, stream));
   }
   return absl::OkStatus();
 }
 
-ZeroEngine::ZeroEngine(const ParamLayout& layout, const EngineOptions& options, Communicator* comm,
-                       Allocator* allocator, const kernels::OpContext& ctx)
+ZeroEngine::ZeroEngine(const ParamLayout& layout, const EngineOptions& options,
+                       Communicator* comm, Allocator* allocator,
+                       const kernels::OpContext& ctx)
     : layout_(layout),
       opt_(options),
       comm_(comm),
@@ -93,15 +97,15 @@ ZeroEngine::~ZeroEngine() {
   }
 }
 
-absl::StatusOr<std::unique_ptr<ZeroEngine>> ZeroEngine::Create(const ParamLayout& layout,
-                                                               const EngineOptions& options,
-                                                               Communicator* comm,
-                                                               Allocator* allocator,
-                                                               const kernels::OpContext& ctx) {
+absl::StatusOr<std::unique_ptr<ZeroEngine>> ZeroEngine::Create(
+    const ParamLayout& layout, const EngineOptions& options, Communicator* comm,
+    Allocator* allocator, const kernels::OpContext& ctx) {
   if (options.stage < 0 || options.stage > 3) {
-    return absl::InvalidArgumentError(absl::StrCat("zero.stage must be 0..3, got ", options.stage));
+    return absl::InvalidArgumentError(
+        absl::StrCat("zero.stage must be 0..3, got ", options.stage));
   }
-  std::unique_ptr<ZeroEngine> e(new ZeroEngine(layout, options, comm, allocator, ctx));
+  std::unique_ptr<ZeroEngine> e(
+      new ZeroEngine(layout, options, comm, allocator, ctx));
   ZT_RETURN_IF_ERROR(e->Setup());
   return e;
 }
@@ -110,35 +114,45 @@ absl::Status ZeroEngine::Setup() {
   const int64_t numel = layout_.numel();
   const int rank = comm_->rank();
   shard_ = part_.Shard(rank);
-  opt_range_ = opt_.stage == 0 ? Range{0, numel} : Intersect(shard_, {0, numel});
+  opt_range_ =
+      opt_.stage == 0 ? Range{0, numel} : Intersect(shard_, {0, numel});
   const int64_t S = part_.shard_size();
   auto alloc = [&](Buffer* b, int64_t bytes, MemoryCategory c) -> absl::Status {
-    ZT_ASSIGN_OR_RETURN(*b, Buffer::Allocate(*alloc_, static_cast<size_t>(bytes), c));
+    ZT_ASSIGN_OR_RETURN(
+        *b, Buffer::Allocate(*alloc_, static_cast<size_t>(bytes), c));
     return ZeroBytes(b->data(), alloc_->device(), b->bytes(), ctx_.stream);
   };
   const int stage = opt_.stage;
-  ZT_RETURN_IF_ERROR(alloc(&params_, (stage < 3 ? numel : S) * es(), MemoryCategory::kParameters));
-  ZT_RETURN_IF_ERROR(alloc(&grads_, (stage < 2 ? numel : S) * es(), MemoryCategory::kGradients));
+  ZT_RETURN_IF_ERROR(alloc(&params_, (stage < 3 ? numel : S) * es(),
+                           MemoryCategory::kParameters));
+  ZT_RETURN_IF_ERROR(alloc(&grads_, (stage < 2 ? numel : S) * es(),
+                           MemoryCategory::kGradients));
   const int64_t n_opt = stage == 0 ? numel : S;
-  ZT_RETURN_IF_ERROR(alloc(&master_, n_opt * 4, MemoryCategory::kMasterWeights));
+  ZT_RETURN_IF_ERROR(
+      alloc(&master_, n_opt * 4, MemoryCategory::kMasterWeights));
   ZT_RETURN_IF_ERROR(alloc(&m_, n_opt * 4, MemoryCategory::kOptimizerStates));
   ZT_RETURN_IF_ERROR(alloc(&v_, n_opt * 4, MemoryCategory::kOptimizerStates));
-  if (stage == 1) ZT_RETURN_IF_ERROR(alloc(&reduced_, S * es(), MemoryCategory::kCommBuffers));
+  if (stage == 1)
+    ZT_RETURN_IF_ERROR(
+        alloc(&reduced_, S * es(), MemoryCategory::kCommBuffers));
   if (stage == 1 || stage == 2) {
-    ZT_RETURN_IF_ERROR(alloc(&param_send_, S * es(), MemoryCategory::kCommBuffers));
+    ZT_RETURN_IF_ERROR(
+        alloc(&param_send_, S * es(), MemoryCategory::kCommBuffers));
   }
   if (stage >= 2) {
-    ZT_RETURN_IF_ERROR(alloc(&reduce_tmp_, S * es(), MemoryCategory::kCommBuffers));
+    ZT_RETURN_IF_ERROR(
+        alloc(&reduce_tmp_, S * es(), MemoryCategory::kCommBuffers));
     int64_t max_unit = 0;
     for (size_t u = 1; u < layout_.units().size(); ++u) {
       max_unit = std::max(max_unit, layout_.units()[u].numel());
     }
     const int64_t sizes[3] = {layout_.units()[0].numel(), max_unit, max_unit};
     for (int s = 0; s < 3; ++s) {
-      ZT_RETURN_IF_ERROR(alloc(&grad_slots_[s], sizes[s] * es(), MemoryCategory::kCommBuffers));
+      ZT_RETURN_IF_ERROR(alloc(&grad_slots_[s], sizes[s] * es(),
+                               MemoryCategory::kCommBuffers));
       if (stage == 3) {
-        ZT_RETURN_IF_ERROR(
-            alloc(&gather_slots_[s], sizes[s] * es(), MemoryCategory::kCommBuffers));
+        ZT_RETURN_IF_ERROR(alloc(&gather_slots_[s], sizes[s] * es(),
+                                 MemoryCategory::kCommBuffers));
       }
     }
   }
@@ -157,24 +171,30 @@ absl::Status ZeroEngine::Setup() {
     t.m = m_.as<float>() + o;
     t.v = v_.as<float>() + o;
     t.grad = grad_base + (piece.begin - grad_origin) * es();
-    char* param_base = stage == 0 ? params_.as<char>() + piece.begin * es()
-                       : stage == 3 ? params_.as<char>() + (piece.begin - shard_.begin) * es()
-                                    : param_send_.as<char>() + (piece.begin - shard_.begin) * es();
+    char* param_base =
+        stage == 0 ? params_.as<char>() + piece.begin * es()
+        : stage == 3
+            ? params_.as<char>() + (piece.begin - shard_.begin) * es()
+            : param_send_.as<char>() + (piece.begin - shard_.begin) * es();
     t.param = param_base;
     t.n = piece.size();
     t.decay = p.decay;
     adam_tensors_.push_back(t);
   }
-  norm_refs_ = {{grad_base + (opt_range_.begin - grad_origin) * es(), opt_range_.size()}};
+  norm_refs_ = {
+      {grad_base + (opt_range_.begin - grad_origin) * es(), opt_range_.size()}};
   const size_t ws = kernels::SquaredNormWorkspaceBytes(norm_refs_);
-  ZT_RETURN_IF_ERROR(alloc(&norm_ws_, std::max<size_t>(ws, 16), MemoryCategory::kWorkspace));
+  ZT_RETURN_IF_ERROR(
+      alloc(&norm_ws_, std::max<size_t>(ws, 16), MemoryCategory::kWorkspace));
   return absl::OkStatus();
 }
 
 int64_t ZeroEngine::ModelStateBytes() const {
   const MemoryStats s = alloc_->Stats();
-  return s.Live(MemoryCategory::kParameters) + s.Live(MemoryCategory::kGradients) +
-         s.Live(MemoryCategory::kMasterWeights) + s.Live(MemoryCategory::kOptimizerStates);
+  return s.Live(MemoryCategory::kParameters) +
+         s.Live(MemoryCategory::kGradients) +
+         s.Live(MemoryCategory::kMasterWeights) +
+         s.Live(MemoryCategory::kOptimizerStates);
 }
 
 absl::Status ZeroEngine::InitParameters(uint64_t seed) {
@@ -185,29 +205,33 @@ absl::Status ZeroEngine::InitParameters(uint64_t seed) {
     float* dst = full.data() + p.offset;
     if (p.init_std > 0) {
       NormalStream rng(seed * 0x9E3779B97F4A7C15ull + i + 1);
-      for (int64_t j = 0; j < p.numel; ++j) dst[j] = static_cast<float>(p.init_std * rng.Next());
+      for (int64_t j = 0; j < p.numel; ++j)
+        dst[j] = static_cast<float>(p.init_std * rng.Next());
     } else {
       std::fill(dst, dst + p.numel, p.init_value);
     }
   }
   const Device dev = alloc_->device();
-  ZT_RETURN_IF_ERROR(CopyBytes(master_.data(), dev, full.data() + opt_range_.begin, Device::Cpu(),
+  ZT_RETURN_IF_ERROR(CopyBytes(master_.data(), dev,
+                               full.data() + opt_range_.begin, Device::Cpu(),
                                opt_range_.size() * 4, ctx_.stream));
   // Working parameters are the rounding of master, made on the host with the
   // same RNE conversion the device uses.
-  const Range held = opt_.stage < 3 ? Range{0, numel} : Intersect(shard_, {0, numel});
+  const Range held =
+      opt_.stage < 3 ? Range{0, numel} : Intersect(shard_, {0, numel});
   std::vector<uint16_t> half;
   const void* src = full.data() + held.begin;
   if (opt_.dtype != DType::kFloat32) {
     half.resize(held.size());
     for (int64_t j = 0; j < held.size(); ++j) {
       const float f = full[held.begin + j];
-      half[j] = opt_.dtype == DType::kFloat16 ? FloatToHalfBits(f) : FloatToBFloat16Bits(f);
+      half[j] = opt_.dtype == DType::kFloat16 ? FloatToHalfBits(f)
+                                              : FloatToBFloat16Bits(f);
     }
     src = half.data();
   }
-  ZT_RETURN_IF_ERROR(CopyBytes(params_.data(), dev, src, Device::Cpu(), held.size() * es(),
-                               ctx_.stream));
+  ZT_RETURN_IF_ERROR(CopyBytes(params_.data(), dev, src, Device::Cpu(),
+                               held.size() * es(), ctx_.stream));
   ZT_RETURN_IF_ERROR(ZeroBytes(m_.data(), dev, m_.bytes(), ctx_.stream));
   ZT_RETURN_IF_ERROR(ZeroBytes(v_.data(), dev, v_.bytes(), ctx_.stream));
   return SynchronizeStream(dev, ctx_.stream);
@@ -216,15 +240,17 @@ absl::Status ZeroEngine::InitParameters(uint64_t seed) {
 absl::Status ZeroEngine::RefreshParamsFromMaster() {
   if (opt_.stage == 0 || opt_.stage == 3) {
     char* dst = opt_.stage == 0 ? params_.as<char>() : params_.as<char>();
-    ZT_RETURN_IF_ERROR(kernels::Cast(ctx_, master_.data(), DType::kFloat32, dst, opt_.dtype,
-                                     opt_range_.size()));
+    ZT_RETURN_IF_ERROR(kernels::Cast(ctx_, master_.data(), DType::kFloat32, dst,
+                                     opt_.dtype, opt_range_.size()));
     return SynchronizeStream(alloc_->device(), ctx_.stream);
   }
-  ZT_RETURN_IF_ERROR(kernels::Cast(ctx_, master_.data(), DType::kFloat32, param_send_.data(),
-                                   opt_.dtype, opt_range_.size()));
+  ZT_RETURN_IF_ERROR(kernels::Cast(ctx_, master_.data(), DType::kFloat32,
+                                   param_send_.data(), opt_.dtype,
+                                   opt_range_.size()));
   ZT_RETURN_IF_ERROR(SynchronizeStream(alloc_->device(), ctx_.stream));
   std::vector<std::unique_ptr<WorkHandle>> handles;
-  for (const Range& b : MakeBuckets({0, layout_.numel()}, opt_.allgather_bucket_elements, {})) {
+  for (const Range& b :
+       MakeBuckets({0, layout_.numel()}, opt_.allgather_bucket_elements, {})) {
     const Range mine = Intersect(b, shard_);
     AllGatherVOptions o;
     o.send = param_send_.as<char>() + (mine.begin - shard_.begin) * es();
@@ -237,7 +263,8 @@ absl::Status ZeroEngine::RefreshParamsFromMaster() {
   return WaitAll(handles);
 }
 
-absl::Status ZeroEngine::WaitAll(std::vector<std::unique_ptr<WorkHandle>>& handles) {
+absl::Status ZeroEngine::WaitAll(
+    std::vector<std::unique_ptr<WorkHandle>>& handles) {
   for (auto& h : handles) ZT_RETURN_IF_ERROR(h->Wait(opt_.timeout));
   handles.clear();
   return absl::OkStatus();
@@ -256,7 +283,8 @@ absl::Status ZeroEngine::Progress() {
 absl::Status ZeroEngine::BeginStep() {
   micro_batch_ = 0;
   comm_->ResetTraffic();
-  return ZeroBytes(grads_.data(), alloc_->device(), grads_.bytes(), ctx_.stream);
+  return ZeroBytes(grads_.data(), alloc_->device(), grads_.bytes(),
+                   ctx_.stream);
 }
 
 absl::Status ZeroEngine::BeginMicroBatch(int index) {
@@ -275,7 +303,8 @@ int ZeroEngine::SlotFor(int unit) const {
 absl::Status ZeroEngine::StartGather(int unit, int slot) {
   const UnitSpec& u = layout_.units()[unit];
   gather_slot_unit_[slot] = unit;
-  for (const Range& b : MakeBuckets({u.begin, u.end}, opt_.allgather_bucket_elements, {})) {
+  for (const Range& b :
+       MakeBuckets({u.begin, u.end}, opt_.allgather_bucket_elements, {})) {
     const Range mine = Intersect(b, shard_);
     AllGatherVOptions o;
     o.send = params_.as<char>() + (mine.begin - shard_.begin) * es();
@@ -291,7 +320,8 @@ absl::Status ZeroEngine::StartGather(int unit, int slot) {
 absl::StatusOr<UnitBuffers> ZeroEngine::Acquire(int unit, Pass pass) {
   const int n_units = static_cast<int>(layout_.units().size());
   if (unit < 0 || unit >= n_units) {
-    return absl::InvalidArgumentError(absl::StrCat("unit ", unit, " out of range"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("unit ", unit, " out of range"));
   }
   if (unit == 0) {
     pass_ = pass;
@@ -314,7 +344,8 @@ absl::StatusOr<UnitBuffers> ZeroEngine::Acquire(int unit, Pass pass) {
     if (slot < 0) {
       slot = unit == 0 ? 0 : (gather_slot_unit_[1] == -1 ? 1 : 2);
       if (gather_slot_unit_[slot] != -1) {
-        return absl::InternalError(absl::StrCat("no free gather slot for unit ", unit));
+        return absl::InternalError(
+            absl::StrCat("no free gather slot for unit ", unit));
       }
       ZT_RETURN_IF_ERROR(StartGather(unit, slot));
     }
@@ -324,7 +355,9 @@ absl::StatusOr<UnitBuffers> ZeroEngine::Acquire(int unit, Pass pass) {
     auto it = std::find(pass_order_.begin(), pass_order_.end(), unit);
     if (it != pass_order_.end() && it + 1 != pass_order_.end()) {
       const int next = *(it + 1);
-      const int free_slot = gather_slot_unit_[1] == -1 ? 1 : gather_slot_unit_[2] == -1 ? 2 : -1;
+      const int free_slot = gather_slot_unit_[1] == -1   ? 1
+                            : gather_slot_unit_[2] == -1 ? 2
+                                                         : -1;
       if (next != 0 && SlotFor(next) < 0 && free_slot > 0) {
         ZT_RETURN_IF_ERROR(StartGather(next, free_slot));
       }
@@ -341,8 +374,8 @@ absl::StatusOr<UnitBuffers> ZeroEngine::Acquire(int unit, Pass pass) {
       }
       ZT_RETURN_IF_ERROR(DrainReduce(slot));
       grad_slot_unit_[slot] = unit;
-      ZT_RETURN_IF_ERROR(
-          ZeroBytes(grad_slots_[slot].data(), alloc_->device(), spec.numel() * es(), ctx_.stream));
+      ZT_RETURN_IF_ERROR(ZeroBytes(grad_slots_[slot].data(), alloc_->device(),
+                                   spec.numel() * es(), ctx_.stream));
       out.grads = grad_slots_[slot].data();
     }
   }
@@ -355,13 +388,17 @@ absl::Status ZeroEngine::GradientsReady(int unit) {
   for (int s = 0; s < 3; ++s) {
     if (grad_slot_unit_[s] == unit) slot = s;
   }
-  if (slot < 0) return absl::InternalError(absl::StrCat("unit ", unit, " has no gradient slot"));
+  if (slot < 0)
+    return absl::InternalError(
+        absl::StrCat("unit ", unit, " has no gradient slot"));
   // The gradients were written on the compute stream; host transports read
   // them directly.
   ZT_RETURN_IF_ERROR(SynchronizeStream(alloc_->device(), ctx_.stream));
   const UnitSpec& u = layout_.units()[unit];
-  char* dst_base = micro_batch_ == 0 ? grads_.as<char>() : reduce_tmp_.as<char>();
-  for (const Range& b : MakeBuckets({u.begin, u.end}, opt_.reduce_bucket_elements, {})) {
+  char* dst_base =
+      micro_batch_ == 0 ? grads_.as<char>() : reduce_tmp_.as<char>();
+  for (const Range& b :
+       MakeBuckets({u.begin, u.end}, opt_.reduce_bucket_elements, {})) {
     const Range mine = Intersect(b, shard_);
     ReduceScatterVOptions o;
     o.send = grad_slots_[slot].as<char>() + (b.begin - u.begin) * es();
@@ -382,8 +419,9 @@ absl::Status ZeroEngine::DrainReduce(int slot) {
   if (micro_batch_ > 0) {
     const Range mine = Intersect({u.begin, u.end}, shard_);
     const int64_t off = (mine.begin - shard_.begin) * es();
-    ZT_RETURN_IF_ERROR(kernels::Accumulate(ctx_, opt_.dtype, grads_.as<char>() + off,
-                                           reduce_tmp_.as<char>() + off, mine.size()));
+    ZT_RETURN_IF_ERROR(
+        kernels::Accumulate(ctx_, opt_.dtype, grads_.as<char>() + off,
+                            reduce_tmp_.as<char>() + off, mine.size()));
   }
   return absl::OkStatus();
 }
@@ -433,24 +471,27 @@ absl::Status ZeroEngine::FinishGradients() {
   return WaitAll(handles);
 }
 
-absl::StatusOr<StepOutcome> ZeroEngine::Step(kernels::AdamWHyper hyper, double loss_scale,
-                                             double clip) {
+absl::StatusOr<StepOutcome> ZeroEngine::Step(kernels::AdamWHyper hyper,
+                                             double loss_scale, double clip) {
   const Device dev = alloc_->device();
   int32_t* flag = flags_.as<int32_t>();
   float* sqnorm = reinterpret_cast<float*>(flags_.as<char>() + 8);
-  ZT_RETURN_IF_ERROR(ZeroBytes(flags_.data(), dev, flags_.bytes(), ctx_.stream));
+  ZT_RETURN_IF_ERROR(
+      ZeroBytes(flags_.data(), dev, flags_.bytes(), ctx_.stream));
   kernels::OpContext ctx = ctx_;
   ctx.workspace = norm_ws_.data();
   ctx.workspace_bytes = norm_ws_.bytes();
   if (opt_range_.size() > 0) {
     // Scaling by 1 changes nothing; the pass is for the inf/nan check.
-    ZT_RETURN_IF_ERROR(kernels::ScaleAndCheckFinite(ctx, opt_.dtype,
-                                                    const_cast<void*>(norm_refs_[0].data),
-                                                    opt_range_.size(), 1.0f, flag));
-    ZT_RETURN_IF_ERROR(kernels::SquaredNorm(ctx, opt_.dtype, norm_refs_, sqnorm));
+    ZT_RETURN_IF_ERROR(kernels::ScaleAndCheckFinite(
+        ctx, opt_.dtype, const_cast<void*>(norm_refs_[0].data),
+        opt_range_.size(), 1.0f, flag));
+    ZT_RETURN_IF_ERROR(
+        kernels::SquaredNorm(ctx, opt_.dtype, norm_refs_, sqnorm));
   }
   char host[16];
-  ZT_RETURN_IF_ERROR(CopyBytes(host, Device::Cpu(), flags_.data(), dev, 16, ctx_.stream));
+  ZT_RETURN_IF_ERROR(
+      CopyBytes(host, Device::Cpu(), flags_.data(), dev, 16, ctx_.stream));
   ZT_RETURN_IF_ERROR(SynchronizeStream(dev, ctx_.stream));
   int32_t found;
   float local_sq;
@@ -459,19 +500,23 @@ absl::StatusOr<StepOutcome> ZeroEngine::Step(kernels::AdamWHyper hyper, double l
   float agreed[2] = {static_cast<float>(found), local_sq};
   if (comm_->world_size() > 1 && opt_.stage > 0) {
     // One fp32 all-reduce agrees on both the overflow flag and the norm.
-    ZT_RETURN_IF_ERROR(AllReduceHostFloats(comm_, alloc_, ctx_.stream, agreed, 2, opt_.timeout));
+    ZT_RETURN_IF_ERROR(AllReduceHostFloats(comm_, alloc_, ctx_.stream, agreed,
+                                           2, opt_.timeout));
   }
   StepOutcome out;
   out.grad_norm = std::sqrt(static_cast<double>(agreed[1])) / loss_scale;
   out.skipped = agreed[0] > 0 || !std::isfinite(out.grad_norm);
   if (out.skipped) return out;
-  const double coef = clip > 0 && out.grad_norm > clip ? clip / (out.grad_norm + 1e-6) : 1.0;
+  const double coef =
+      clip > 0 && out.grad_norm > clip ? clip / (out.grad_norm + 1e-6) : 1.0;
   hyper.grad_scale = static_cast<float>(coef / loss_scale);
-  ZT_RETURN_IF_ERROR(kernels::AdamWUpdate(ctx_, opt_.dtype, opt_.dtype, hyper, adam_tensors_));
+  ZT_RETURN_IF_ERROR(
+      kernels::AdamWUpdate(ctx_, opt_.dtype, opt_.dtype, hyper, adam_tensors_));
   if (opt_.stage == 1 || opt_.stage == 2) {
     ZT_RETURN_IF_ERROR(SynchronizeStream(dev, ctx_.stream));
     std::vector<std::unique_ptr<WorkHandle>> handles;
-    for (const Range& b : MakeBuckets({0, layout_.numel()}, opt_.allgather_bucket_elements, {})) {
+    for (const Range& b : MakeBuckets({0, layout_.numel()},
+                                      opt_.allgather_bucket_elements, {})) {
       const Range mine = Intersect(b, shard_);
       AllGatherVOptions o;
       o.send = param_send_.as<char>() + (mine.begin - shard_.begin) * es();
@@ -489,10 +534,13 @@ absl::StatusOr<StepOutcome> ZeroEngine::Step(kernels::AdamWHyper hyper, double l
 absl::Status ZeroEngine::InjectNonFiniteGradient() {
   if (opt_range_.size() == 0) return absl::OkStatus();
   const float inf = INFINITY;
-  uint16_t bits16 = opt_.dtype == DType::kFloat16 ? FloatToHalfBits(inf) : FloatToBFloat16Bits(inf);
-  const void* src = opt_.dtype == DType::kFloat32 ? static_cast<const void*>(&inf) : &bits16;
-  ZT_RETURN_IF_ERROR(CopyBytes(const_cast<void*>(norm_refs_[0].data), alloc_->device(), src,
-                               Device::Cpu(), es(), ctx_.stream));
+  uint16_t bits16 = opt_.dtype == DType::kFloat16 ? FloatToHalfBits(inf)
+                                                  : FloatToBFloat16Bits(inf);
+  const void* src =
+      opt_.dtype == DType::kFloat32 ? static_cast<const void*>(&inf) : &bits16;
+  ZT_RETURN_IF_ERROR(CopyBytes(const_cast<void*>(norm_refs_[0].data),
+                               alloc_->device(), src, Device::Cpu(), es(),
+                               ctx_.stream));
   return SynchronizeStream(alloc_->device(), ctx_.stream);
 }
 

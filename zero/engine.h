@@ -24,6 +24,7 @@
 #include "absl/time/time.h"
 #include "kernels/adamw.h"
 #include "kernels/core/device.h"
+#include "kernels/grad_utils.h"
 #include "kernels/op_context.h"
 #include "trainer/gpt_model.h"
 #include "trainer/param_layout.h"
@@ -42,21 +43,20 @@ struct EngineOptions {
 
 // Sums `n` host floats over all ranks in place (staged through device memory
 // when the communicator needs it).
-absl::Status AllReduceHostFloats(Communicator* comm, Allocator* allocator, cudaStream_t stream,
-                                 float* values, int n, absl::Duration timeout);
+absl::Status AllReduceHostFloats(Communicator* comm, Allocator* allocator,
+                                 cudaStream_t stream, float* values, int n,
+                                 absl::Duration timeout);
 
 struct StepOutcome {
-  bool skipped = false;    // non-finite gradients somewhere
-  double grad_norm = 0;    // global, unscaled, before clipping
+  bool skipped = false;  // non-finite gradients somewhere
+  double grad_norm = 0;  // global, unscaled, before clipping
 };
 
 class ZeroEngine final : public ParamProvider {
  public:
-  static absl::StatusOr<std::unique_ptr<ZeroEngine>> Create(const ParamLayout& layout,
-                                                            const EngineOptions& options,
-                                                            Communicator* comm,
-                                                            Allocator* allocator,
-                                                            const kernels::OpContext& ctx);
+  static absl::StatusOr<std::unique_ptr<ZeroEngine>> Create(
+      const ParamLayout& layout, const EngineOptions& options,
+      Communicator* comm, Allocator* allocator, const kernels::OpContext& ctx);
   ~ZeroEngine() override;
 
   // GPT-2 initialisation from `seed`, identical for every world size and
@@ -74,7 +74,8 @@ class ZeroEngine final : public ParamProvider {
   absl::Status FinishGradients();
   // Checks for overflow (agreed across ranks), clips to `clip` (<= 0: off)
   // and applies AdamW unless skipped. hyper.grad_scale is set here.
-  absl::StatusOr<StepOutcome> Step(kernels::AdamWHyper hyper, double loss_scale, double clip);
+  absl::StatusOr<StepOutcome> Step(kernels::AdamWHyper hyper, double loss_scale,
+                                   double clip);
 
   // Optimizer state this rank owns: the range in flat space and fp32
   // buffers on the engine's device (master, m, v), opt_range().size() long.
@@ -103,11 +104,14 @@ class ZeroEngine final : public ParamProvider {
   absl::Status InjectNonFiniteGradient();
 
  private:
-  ZeroEngine(const ParamLayout& layout, const EngineOptions& options, Communicator* comm,
-             Allocator* allocator, const kernels::OpContext& ctx);
+  ZeroEngine(const ParamLayout& layout, const EngineOptions& options,
+             Communicator* comm, Allocator* allocator,
+             const kernels::OpContext& ctx);
   absl::Status Setup();
   size_t es() const { return DTypeSize(opt_.dtype); }
-  char* At(const Buffer& b, int64_t elements) const { return b.as<char>() + elements * es(); }
+  char* At(const Buffer& b, int64_t elements) const {
+    return b.as<char>() + elements * es();
+  }
   absl::Status WaitAll(std::vector<std::unique_ptr<WorkHandle>>& handles);
   absl::Status StartGather(int unit, int slot);
   int SlotFor(int unit) const;
@@ -120,17 +124,18 @@ class ZeroEngine final : public ParamProvider {
   Allocator* alloc_;
   kernels::OpContext ctx_;
   Partition part_;
-  Range opt_range_;  // stage 0: everything; else this rank's shard, clipped to numel
+  Range opt_range_;  // stage 0: everything; else this rank's shard, clipped to
+                     // numel
   Range shard_;      // this rank's shard in padded space
   std::vector<kernels::AdamWTensor> adam_tensors_;
 
-  Buffer params_;       // stage < 3: all numel; stage 3: shard
-  Buffer grads_;        // stage < 2: all numel; else shard
+  Buffer params_;  // stage < 3: all numel; stage 3: shard
+  Buffer grads_;   // stage < 2: all numel; else shard
   Buffer master_, m_, v_;
-  Buffer reduced_;      // stage 1: the reduced gradient shard
-  Buffer param_send_;   // stage 1/2: the updated parameter shard to all-gather
-  Buffer reduce_tmp_;   // stage 2/3: reduced pieces before accumulation
-  Buffer flags_;        // device scratch: found_nonfinite (int32), sqnorm (fp32)
+  Buffer reduced_;     // stage 1: the reduced gradient shard
+  Buffer param_send_;  // stage 1/2: the updated parameter shard to all-gather
+  Buffer reduce_tmp_;  // stage 2/3: reduced pieces before accumulation
+  Buffer flags_;       // device scratch: found_nonfinite (int32), sqnorm (fp32)
   Buffer norm_ws_;
 
   // Stage 2/3 unit gradient scratch and stage 3 gathered parameters: slot 0
