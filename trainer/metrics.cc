@@ -146,9 +146,12 @@ std::string FormatStepLine(const StepMetrics& m, int64_t total_steps,
                            double eta_seconds) {
   std::string line = absl::StrFormat(
       "step %s | loss %.4f | lr %.3e | grad norm %.3f | scale %g | "
-      "%.0f tok/s | mfu %.1f%% | peak mem %s",
+      "%.0f tok/s | mfu %s | peak mem %s",
       StepOfTotal(m.step, total_steps), m.loss, m.lr, m.grad_norm, m.loss_scale,
-      m.tokens_per_s, 100.0 * m.mfu, FormatBytes(m.peak_memory_bytes));
+      m.tokens_per_s,
+      // MFU is measured against a GPU's peak; on the CPU there is none.
+      std::isfinite(m.mfu) ? absl::StrFormat("%.1f%%", 100.0 * m.mfu) : std::string("n/a"),
+      FormatBytes(m.peak_memory_bytes));
   if (eta_seconds >= 0)
     absl::StrAppend(&line, " | eta ", FormatDuration(eta_seconds));
   if (m.skipped) absl::StrAppend(&line, " | SKIPPED (overflow)");
