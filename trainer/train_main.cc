@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "absl/strings/match.h"
+#include "glog/logging.h"
 #include "absl/strings/str_cat.h"
 #include "kernels/core/status_macros.h"
 #include "trainer/config.h"
@@ -112,6 +113,8 @@ absl::Status Main(int argc, char** argv) {
 }  // namespace zt
 
 int main(int argc, char** argv) {
+  google::InitGoogleLogging(argv[0]);
+  FLAGS_logtostderr = true;
   const absl::Status s = zt::Main(argc, argv);
   if (!s.ok()) {
     std::fprintf(stderr, "train: error: %s\n", s.ToString().c_str());
