@@ -153,11 +153,16 @@ absl::Status GptModel::Allocate() {
 
   kernels::AttentionParams ap{B_, T_, C, s.n_head, dtype_};
   kernels::EmbeddingParams ep{B_, T_, C, Vp, dtype_};
+  // The CPU references need no scratch; the CUDA kernels share one buffer
+  // sized for the hungriest op (cuBLASLt's fp32 staging, reduction partials).
   const size_t ws =
-      std::max({kernels::MatmulBackwardWorkspaceBytes(BT, std::max(Vp, 4 * C)),
-                kernels::LayerNormBackwardWorkspaceBytes(BT, C),
-                kernels::AttentionBackwardWorkspaceBytes(ap),
-                kernels::EmbeddingBackwardWorkspaceBytes(ep), size_t{256}});
+      ctx_.is_cpu()
+          ? size_t{256}
+          : std::max({kernels::MatmulForwardWorkspaceBytes(BT, std::max(Vp, 4 * C)),
+                      kernels::MatmulBackwardWorkspaceBytes(BT, std::max(Vp, 4 * C)),
+                      kernels::LayerNormBackwardWorkspaceBytes(BT, C),
+                      kernels::AttentionBackwardWorkspaceBytes(ap),
+                      kernels::EmbeddingBackwardWorkspaceBytes(ep), size_t{256}});
   ZT_ASSIGN_OR_RETURN(workspace_, Buffer::Allocate(*allocator_, ws,
                                                    MemoryCategory::kWorkspace));
   ctx_.workspace = workspace_.data();
