@@ -1,5 +1,7 @@
 #include "tools/memory_estimate.h"
 
+#include "trainer/gpt_model.h"
+
 #include <algorithm>
 #include <cmath>
 #include <cstdlib>
@@ -10,11 +12,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
-#include "kernels/attention.h"
 #include "kernels/core/status_macros.h"
-#include "kernels/embedding.h"
-#include "kernels/layernorm.h"
-#include "kernels/matmul.h"
 #include "trainer/config.h"
 
 namespace zt {
@@ -143,7 +141,7 @@ int64_t CommBuffersPerRank(const ParamLayout& layout, int world_size, int stage,
 }
 
 ActivationBytes ActivationsPerRank(const ParamLayout& layout, DType dtype,
-                                   int micro_batch, int seq_len) {
+                                   int micro_batch, int seq_len, Device device) {
   // Mirrors GptModel::Allocate.
   const GptShape& s = layout.shape();
   const int64_t L = s.n_layer, C = s.n_embd, Vp = s.padded_vocab_size;
@@ -160,13 +158,8 @@ ActivationBytes ActivationsPerRank(const ParamLayout& layout, DType dtype,
   a.stats = static_cast<int64_t>(sizeof(float)) *
             (4 * BT * L + 2 * BT + B * s.n_head * T * L + BT);
   a.token_ids = 2 * BT * static_cast<int64_t>(sizeof(int32_t));
-  const kernels::AttentionParams ap{B, T, C, s.n_head, dtype};
-  const kernels::EmbeddingParams ep{B, T, C, Vp, dtype};
   a.workspace = static_cast<int64_t>(
-      std::max({kernels::MatmulBackwardWorkspaceBytes(BT, std::max(Vp, 4 * C)),
-                kernels::LayerNormBackwardWorkspaceBytes(BT, C),
-                kernels::AttentionBackwardWorkspaceBytes(ap),
-                kernels::EmbeddingBackwardWorkspaceBytes(ep), size_t{256}}));
+      GptModel::WorkspaceBytes(layout, dtype, micro_batch, seq_len, device));
   return a;
 }
 
@@ -203,7 +196,11 @@ absl::StatusOr<MemoryEstimate> EstimateFromConfig(const TrainConfig& config,
   e.comm_buffers = comm;
   e.micro_batch = config.batch().micro_batch_size();
   e.seq_len = config.batch().seq_len();
-  e.activations = ActivationsPerRank(layout, dtype, e.micro_batch, e.seq_len);
+  // The estimate is for the device the config asks for (AUTO: a GPU, what
+  // one estimates memory for).
+  const Device device =
+      config.device() == TrainConfig::CPU ? Device::Cpu() : Device::Cuda(0);
+  e.activations = ActivationsPerRank(layout, dtype, e.micro_batch, e.seq_len, device);
   e.configured_stage = static_cast<int>(config.zero().stage());
   return e;
 }

@@ -26,6 +26,7 @@
 #include "absl/types/span.h"
 #include "kernels/core/dtype.h"
 #include "trainer/config.pb.h"
+#include "kernels/core/device.h"
 #include "trainer/param_layout.h"
 
 namespace zt {
@@ -62,8 +63,9 @@ struct ActivationBytes {
   int64_t workspace = 0;  // the largest kernel backward workspace
   int64_t total() const { return tensors + stats + token_ids + workspace; }
 };
+// `device` matters for the kernel workspace only (the CPU kernels need none).
 ActivationBytes ActivationsPerRank(const ParamLayout& layout, DType dtype,
-                                   int micro_batch, int seq_len);
+                                   int micro_batch, int seq_len, Device device);
 
 struct MemoryEstimate {
   int64_t num_params = 0;

@@ -151,24 +151,29 @@ absl::Status GptModel::Allocate() {
                                        MemoryCategory::kActivations));
   activation_bytes_ += 2 * BT * sizeof(int32_t);
 
-  kernels::AttentionParams ap{B_, T_, C, s.n_head, dtype_};
-  kernels::EmbeddingParams ep{B_, T_, C, Vp, dtype_};
-  // The CPU references need no scratch; the CUDA kernels share one buffer
-  // sized for the hungriest op (cuBLASLt's fp32 staging, reduction partials).
-  const size_t ws =
-      ctx_.is_cpu()
-          ? size_t{256}
-          : std::max({kernels::MatmulForwardWorkspaceBytes(BT, std::max(Vp, 4 * C)),
-                      kernels::MatmulBackwardWorkspaceBytes(BT, std::max(Vp, 4 * C)),
-                      kernels::LayerNormBackwardWorkspaceBytes(BT, C),
-                      kernels::AttentionBackwardWorkspaceBytes(ap),
-                      kernels::EmbeddingBackwardWorkspaceBytes(ep), size_t{256}});
+  const size_t ws = WorkspaceBytes(layout_, dtype_, B_, T_, ctx_.device);
   ZT_ASSIGN_OR_RETURN(workspace_, Buffer::Allocate(*allocator_, ws,
                                                    MemoryCategory::kWorkspace));
   ctx_.workspace = workspace_.data();
   ctx_.workspace_bytes = ws;
   activation_bytes_ += ws;
   return absl::OkStatus();
+}
+
+size_t GptModel::WorkspaceBytes(const ParamLayout& layout, DType dtype, int B, int T,
+                                Device device) {
+  // The CPU references need no scratch; the CUDA kernels share one buffer
+  // sized for the hungriest op (cuBLASLt's fp32 staging, reduction partials).
+  if (device.is_cpu()) return 256;
+  const GptShape& s = layout.shape();
+  const int64_t C = s.n_embd, BT = int64_t{B} * T, Vp = s.padded_vocab_size;
+  const kernels::AttentionParams ap{B, T, C, s.n_head, dtype};
+  const kernels::EmbeddingParams ep{B, T, C, Vp, dtype};
+  return std::max({kernels::MatmulForwardWorkspaceBytes(BT, std::max(Vp, 4 * C)),
+                   kernels::MatmulBackwardWorkspaceBytes(BT, std::max(Vp, 4 * C)),
+                   kernels::LayerNormBackwardWorkspaceBytes(BT, C),
+                   kernels::AttentionBackwardWorkspaceBytes(ap),
+                   kernels::EmbeddingBackwardWorkspaceBytes(ep), size_t{256}});
 }
 
 void* GptModel::Act(int id, int layer) const { return acts_[id][layer]; }

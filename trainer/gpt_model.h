@@ -72,6 +72,9 @@ class GptModel {
   int T() const { return T_; }
   // Activations kept for backward plus scratch, in bytes.
   int64_t activation_bytes() const { return activation_bytes_; }
+  // Kernel scratch the model allocates for this shape on `device`.
+  static size_t WorkspaceBytes(const ParamLayout& layout, DType dtype, int B, int T,
+                               Device device);
   // Model flops per token of a training step (6N + 6LCT, as PaLM's MFU).
   double FlopsPerToken() const;
 
