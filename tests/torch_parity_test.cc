@@ -146,7 +146,7 @@ TEST(TorchParityTest, LossGradientsAndAdamWStepsMatchPyTorch) {
     f << spec;
   }
   const std::string cmd = absl::StrCat(
-      "/usr/bin/python3 tests/torch_gpt_reference.py ", dir, " 2>&1");
+      "/usr/bin/python3 tools/torch_gpt.py parity ", dir, " 2>&1");
   ASSERT_EQ(system(cmd.c_str()), 0)
       << cmd << " failed (is python3-torch installed? run tools/setup.sh)";
 

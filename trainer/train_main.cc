@@ -5,11 +5,15 @@
 //
 // With no config it runs the built-in default (a small GPT on the synthetic
 // corpus, CPU or GPU). Under mpirun every rank runs this same binary.
+#include <unistd.h>
+
 #include <cstdio>
+#include <cstdlib>
 #include <string>
 #include <vector>
 
 #include "absl/strings/match.h"
+#include "glog/logging.h"
 #include "absl/strings/str_cat.h"
 #include "kernels/core/status_macros.h"
 #include "trainer/config.h"
@@ -93,6 +97,13 @@ absl::StatusOr<Flags> ParseFlags(int argc, char** argv) {
 }
 
 absl::Status Main(int argc, char** argv) {
+  // Under `bazel run` the process starts in its runfiles tree; relative
+  // paths (configs, metrics, checkpoints) mean the user's directory.
+  if (const char* wd = std::getenv("BUILD_WORKING_DIRECTORY"); wd != nullptr && *wd) {
+    if (chdir(wd) != 0) {
+      return absl::NotFoundError(absl::StrCat("cannot enter BUILD_WORKING_DIRECTORY ", wd));
+    }
+  }
   ZT_ASSIGN_OR_RETURN(Flags flags, ParseFlags(argc, argv));
   if (flags.help) {
     std::fputs(kUsage, stdout);
@@ -120,6 +131,8 @@ absl::Status Main(int argc, char** argv) {
 }  // namespace zt
 
 int main(int argc, char** argv) {
+  google::InitGoogleLogging(argv[0]);
+  FLAGS_logtostderr = true;
   const absl::Status s = zt::Main(argc, argv);
   if (!s.ok()) {
     std::fprintf(stderr, "train: error: %s\n", s.ToString().c_str());

@@ -5,6 +5,7 @@
 #include <climits>
 #include <cstdint>
 #include <utility>
+#include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
@@ -97,9 +98,17 @@ std::string Communicator::Describe(Collective c, int64_t count, DType dtype) con
                          DTypeName(dtype), rank_, world_size_, backend_name_);
 }
 
+std::string Communicator::DescribeV(Collective c, int64_t total, DType dtype) const {
+  return absl::StrFormat("%s_v (%d x %s) on rank %d of %d (%s)", CollectiveName(c), total,
+                         DTypeName(dtype), rank_, world_size_, backend_name_);
+}
+
 absl::Status Communicator::Unsupported(Collective c) const {
-  return absl::UnimplementedError(
-      absl::StrCat(backend_name_, " does not support ", CollectiveName(c)));
+  return Unsupported(CollectiveName(c));
+}
+
+absl::Status Communicator::Unsupported(absl::string_view op_name) const {
+  return absl::UnimplementedError(absl::StrCat(backend_name_, " does not support ", op_name));
 }
 
 namespace {
@@ -142,10 +151,46 @@ absl::Status CheckPointer(const std::string& what, const void* p, absl::string_v
   return absl::OkStatus();
 }
 
+// sum(counts) over the non-negative entries, saturating (the limit check
+// then rejects it).
+int64_t SumCounts(const std::vector<int64_t>& counts) {
+  int64_t total = 0;
+  for (int64_t c : counts) {
+    if (c > 0) total = c > INT64_MAX - total ? INT64_MAX : total + c;
+  }
+  return total;
+}
+
+absl::Status CheckCounts(const std::string& what, const std::vector<int64_t>& counts,
+                         int world_size, int64_t total, DType dtype) {
+  if (counts.size() != static_cast<size_t>(world_size)) {
+    return absl::InvalidArgumentError(absl::StrCat(what, ": counts has ", counts.size(),
+                                                   " entries, expected one per rank (", world_size,
+                                                   ")"));
+  }
+  for (int r = 0; r < world_size; ++r) {
+    if (counts[r] < 0) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(what, ": negative count ", counts[r], " for rank ", r));
+    }
+  }
+  return CheckCommon(what, 0, total, dtype);
+}
+
+// sum(counts[0..rank)).
+int64_t Offset(const std::vector<int64_t>& counts, int rank) {
+  int64_t offset = 0;
+  for (int r = 0; r < rank; ++r) offset += counts[r];
+  return offset;
+}
+
 }  // namespace
 
 void Communicator::Count(Collective c, int64_t count, DType dtype) {
-  const int64_t elements = LogicalElements(c, count, world_size_);
+  CountElements(c, LogicalElements(c, count, world_size_), dtype);
+}
+
+void Communicator::CountElements(Collective c, int64_t elements, DType dtype) {
   absl::MutexLock lock(&mu_);
   TrafficStats::Counts& counts = traffic_.by_collective[static_cast<int>(c)];
   ++counts.calls;
@@ -230,6 +275,48 @@ absl::StatusOr<std::unique_ptr<WorkHandle>> Communicator::Barrier(const BarrierO
   return work;
 }
 
+absl::StatusOr<std::unique_ptr<WorkHandle>> Communicator::ReduceScatterV(
+    const ReduceScatterVOptions& o) {
+  const int64_t total = SumCounts(o.counts);
+  const std::string what = DescribeV(Collective::kReduceScatter, total, o.dtype);
+  if (absl::Status s = CheckCounts(what, o.counts, world_size_, total, o.dtype); !s.ok()) {
+    return s;
+  }
+  const int64_t mine = o.counts[rank_];
+  if (absl::Status s = CheckPointer(what, o.send, "send", total); !s.ok()) return s;
+  if (absl::Status s = CheckPointer(what, o.recv, "recv", mine); !s.ok()) return s;
+  const int64_t size = static_cast<int64_t>(DTypeSize(o.dtype));
+  if (Overlap(o.send, total * size, o.recv, mine * size)) {
+    return absl::InvalidArgumentError(absl::StrCat(what, ": send and recv overlap"));
+  }
+  absl::StatusOr<std::unique_ptr<WorkHandle>> work =
+      total == 0 ? std::unique_ptr<WorkHandle>(std::make_unique<CompletedWork>())
+                 : DoReduceScatterV(o);
+  if (work.ok()) CountElements(Collective::kReduceScatter, total, o.dtype);
+  return work;
+}
+
+absl::StatusOr<std::unique_ptr<WorkHandle>> Communicator::AllGatherV(const AllGatherVOptions& o) {
+  const int64_t total = SumCounts(o.counts);
+  const std::string what = DescribeV(Collective::kAllGather, total, o.dtype);
+  if (absl::Status s = CheckCounts(what, o.counts, world_size_, total, o.dtype); !s.ok()) {
+    return s;
+  }
+  const int64_t mine = o.counts[rank_];
+  if (absl::Status s = CheckPointer(what, o.send, "send", mine); !s.ok()) return s;
+  if (absl::Status s = CheckPointer(what, o.recv, "recv", total); !s.ok()) return s;
+  const int64_t size = static_cast<int64_t>(DTypeSize(o.dtype));
+  const void* own_piece = static_cast<const char*>(o.recv) + Offset(o.counts, rank_) * size;
+  if (o.send != own_piece && Overlap(o.send, mine * size, o.recv, total * size)) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        what, ": send overlaps recv without being this rank's piece recv + offset(rank)"));
+  }
+  absl::StatusOr<std::unique_ptr<WorkHandle>> work =
+      total == 0 ? std::unique_ptr<WorkHandle>(std::make_unique<CompletedWork>()) : DoAllGatherV(o);
+  if (work.ok()) CountElements(Collective::kAllGather, total, o.dtype);
+  return work;
+}
+
 absl::StatusOr<std::unique_ptr<WorkHandle>> Communicator::DoAllReduce(const AllReduceOptions&) {
   return Unsupported(Collective::kAllReduce);
 }
@@ -246,24 +333,12 @@ absl::StatusOr<std::unique_ptr<WorkHandle>> Communicator::DoBroadcast(const Broa
 absl::StatusOr<std::unique_ptr<WorkHandle>> Communicator::DoBarrier(const BarrierOptions&) {
   return Unsupported(Collective::kBarrier);
 }
-
-absl::StatusOr<std::unique_ptr<WorkHandle>> Communicator::ReduceScatterV(
-    const ReduceScatterVOptions& o) {
-  if (world_size_ != 1) return Unsupported(Collective::kReduceScatter);
-  const int64_t n = o.counts.empty() ? 0 : o.counts[0];
-  ZT_RETURN_IF_ERROR(CopyBytes(o.recv, device_, o.send, device_, n * DTypeSize(o.dtype), o.stream));
-  Count(Collective::kReduceScatter, n, o.dtype);
-  return std::unique_ptr<WorkHandle>(std::make_unique<CompletedWork>());
+absl::StatusOr<std::unique_ptr<WorkHandle>> Communicator::DoReduceScatterV(
+    const ReduceScatterVOptions&) {
+  return Unsupported("reduce_scatter_v");
 }
-
-absl::StatusOr<std::unique_ptr<WorkHandle>> Communicator::AllGatherV(const AllGatherVOptions& o) {
-  if (world_size_ != 1) return Unsupported(Collective::kAllGather);
-  const int64_t n = o.counts.empty() ? 0 : o.counts[0];
-  if (o.send != o.recv) {
-    ZT_RETURN_IF_ERROR(CopyBytes(o.recv, device_, o.send, device_, n * DTypeSize(o.dtype), o.stream));
-  }
-  Count(Collective::kAllGather, n, o.dtype);
-  return std::unique_ptr<WorkHandle>(std::make_unique<CompletedWork>());
+absl::StatusOr<std::unique_ptr<WorkHandle>> Communicator::DoAllGatherV(const AllGatherVOptions&) {
+  return Unsupported("allgather_v");
 }
 
 }  // namespace zt

@@ -1,8 +1,8 @@
 #ifndef ZEROTRAIN_ZERO_COMMUNICATOR_H_
 #define ZEROTRAIN_ZERO_COMMUNICATOR_H_
 
-// The collectives ZeRO needs (all-reduce, reduce-scatter, all-gather,
-// broadcast, barrier) behind one small interface, with asynchronous handles
+// The collectives ZeRO needs (all-reduce, reduce-scatter, all-gather, their
+// variable-count forms, broadcast, barrier) behind one small interface, with asynchronous handles
 // whose Wait() has a deadline: a dead or stuck peer becomes an error naming
 // the operation and the rank instead of a hang.
 //
@@ -30,6 +30,10 @@
 //   all-gather of n into N*n         -> N*n  (the full output buffer)
 //   broadcast of n elements          -> n
 //   barrier                          -> 0
+// The variable-count forms are counted under reduce-scatter and all-gather
+// with the full buffer, sum(counts), which is N*n when the counts are equal:
+//   reduce-scatter-v of sum(counts)  -> sum(counts)
+//   all-gather-v into sum(counts)    -> sum(counts)
 // so stage 0-2 ZeRO steps count 2 Psi per rank and stage 3 counts 3 Psi. The
 // same numbers are counted at every world size, including 1, where nothing
 // travels. A bandwidth-optimal ring moves (N-1)/N of these volumes over each
@@ -105,27 +109,37 @@ struct AllGatherOptions {
   Stream* stream = nullptr;
 };
 
-// Copies `root`'s buffer into everyone's. Moves bits only: any dtype of the
-// right byte count works.
-// Variable-count forms (TEMPORARY single-rank version until the backends
-// implement them).
+// The variable-count forms, for buffers that meet contiguous per-rank shards
+// of unequal size (ZeRO's flat parameter space cut into rank-ordered shards:
+// a bucket meets them in consecutive pieces, often empty for most ranks).
+// `counts` has one entry per rank, each >= 0, and the same on every rank;
+// rank r's piece of the full buffer starts at offset(r) = sum(counts[0..r)).
+
+// Rank r receives the reduction of its piece (elements [offset(r),
+// offset(r) + counts[r])) of every rank's input. The buffers must not
+// overlap.
 struct ReduceScatterVOptions {
-  const void* send = nullptr;
-  void* recv = nullptr;
-  std::vector<int64_t> counts;
+  const void* send = nullptr;   // sum(counts) elements.
+  void* recv = nullptr;         // counts[rank] elements.
+  std::vector<int64_t> counts;  // Elements of each rank's piece; zeros allowed.
   DType dtype = DType::kFloat32;
   ReduceOp op = ReduceOp::kSum;
   Stream* stream = nullptr;
 };
 
+// recv = concat(send of rank 0, ..., send of rank N-1), piece r at offset(r).
+// In place when send == recv + offset(rank) (this rank's piece already sits
+// in the output); any other overlap is an error.
 struct AllGatherVOptions {
-  const void* send = nullptr;
-  void* recv = nullptr;
-  std::vector<int64_t> counts;
+  const void* send = nullptr;   // counts[rank] elements.
+  void* recv = nullptr;         // sum(counts) elements.
+  std::vector<int64_t> counts;  // Elements of each rank's piece; zeros allowed.
   DType dtype = DType::kFloat32;
   Stream* stream = nullptr;
 };
 
+// Copies `root`'s buffer into everyone's. Moves bits only: any dtype of the
+// right byte count works.
 struct BroadcastOptions {
   void* buffer = nullptr;  // `count` elements.
   int64_t count = 0;
@@ -210,6 +224,8 @@ class Communicator {
   absl::StatusOr<std::unique_ptr<WorkHandle>> AllGather(const AllGatherOptions& options);
   absl::StatusOr<std::unique_ptr<WorkHandle>> Broadcast(const BroadcastOptions& options);
   absl::StatusOr<std::unique_ptr<WorkHandle>> Barrier(const BarrierOptions& options = {});
+  // All-zero counts complete at once without reaching the backend (every
+  // rank sees the same counts, so every rank skips it).
   absl::StatusOr<std::unique_ptr<WorkHandle>> ReduceScatterV(const ReduceScatterVOptions& options);
   absl::StatusOr<std::unique_ptr<WorkHandle>> AllGatherV(const AllGatherVOptions& options);
 
@@ -220,11 +236,15 @@ class Communicator {
   // "allreduce (7 x bf16) on rank 1 of 3 (mpi)": the prefix of every error a
   // backend reports about one collective.
   std::string Describe(Collective c, int64_t count, DType dtype) const;
+  // "reduce_scatter_v (12 x fp32) on rank 1 of 4 (mpi)" for the variable-count
+  // form of `c` (kReduceScatter or kAllGather); `total` is sum(counts).
+  std::string DescribeV(Collective c, int64_t total, DType dtype) const;
 
  protected:
   Communicator(std::string backend_name, int rank, int world_size, Device device);
 
   absl::Status Unsupported(Collective c) const;
+  absl::Status Unsupported(absl::string_view op_name) const;
 
   // Called with validated options.
   virtual absl::StatusOr<std::unique_ptr<WorkHandle>> DoAllReduce(const AllReduceOptions& options);
@@ -233,9 +253,16 @@ class Communicator {
   virtual absl::StatusOr<std::unique_ptr<WorkHandle>> DoAllGather(const AllGatherOptions& options);
   virtual absl::StatusOr<std::unique_ptr<WorkHandle>> DoBroadcast(const BroadcastOptions& options);
   virtual absl::StatusOr<std::unique_ptr<WorkHandle>> DoBarrier(const BarrierOptions& options);
+  // Also with counts.size() == world_size() and sum(counts) > 0.
+  virtual absl::StatusOr<std::unique_ptr<WorkHandle>> DoReduceScatterV(
+      const ReduceScatterVOptions& options);
+  virtual absl::StatusOr<std::unique_ptr<WorkHandle>> DoAllGatherV(
+      const AllGatherVOptions& options);
 
  private:
   void Count(Collective c, int64_t count, DType dtype);
+  // `elements` is the logical volume (see "Traffic accounting").
+  void CountElements(Collective c, int64_t elements, DType dtype);
 
   const std::string backend_name_;
   const int rank_;

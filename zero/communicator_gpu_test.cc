@@ -126,6 +126,77 @@ TEST_P(GpuCommunicatorTest, EveryCollectiveOfOneRankReturnsItsInput) {
   ASSERT_TRUE(Await(comm_->Barrier(), kTimeout).ok());
 }
 
+TEST_P(GpuCommunicatorTest, VariableCountCollectivesOfOneRankReturnTheirInput) {
+  for (DType dt : {DType::kFloat32, DType::kFloat16, DType::kBFloat16}) {
+    for (int64_t count : {1, 7, 1000}) {
+      SCOPED_TRACE(std::string(DTypeName(dt)) + " count=" + std::to_string(count));
+      std::vector<float> values(count);
+      for (int64_t i = 0; i < count; ++i) values[i] = 0.25f * static_cast<float>(i % 11 - 5);
+      const std::vector<uint8_t> host = ToBytes(values, dt);
+      const std::vector<uint8_t> zeros(host.size(), 0);
+      Buffer in = Upload(host);
+      Buffer out = Upload(zeros);
+      for (ReduceOp op : {ReduceOp::kSum, ReduceOp::kAverage}) {
+        ReduceScatterVOptions rs;
+        rs.send = in.data();
+        rs.recv = out.data();
+        rs.counts = {count};
+        rs.dtype = dt;
+        rs.op = op;
+        rs.stream = stream_.get();
+        ASSERT_TRUE(Await(comm_->ReduceScatterV(rs), kTimeout).ok());
+        EXPECT_EQ(Download(out), host);
+        out = Upload(zeros);
+      }
+      AllGatherVOptions ag;
+      ag.send = in.data();
+      ag.recv = out.data();
+      ag.counts = {count};
+      ag.dtype = dt;
+      ag.stream = stream_.get();
+      ASSERT_TRUE(Await(comm_->AllGatherV(ag), kTimeout).ok());
+      EXPECT_EQ(Download(out), host);
+      // In place: send is this rank's piece of recv.
+      ag.send = in.data();
+      ag.recv = in.data();
+      ASSERT_TRUE(Await(comm_->AllGatherV(ag), kTimeout).ok());
+      EXPECT_EQ(Download(in), host);
+    }
+  }
+  ReduceScatterVOptions rs;
+  rs.counts = {0};
+  rs.stream = stream_.get();
+  ASSERT_TRUE(Await(comm_->ReduceScatterV(rs), kTimeout).ok());
+  AllGatherVOptions ag;
+  ag.counts = {0};
+  ag.stream = stream_.get();
+  ASSERT_TRUE(Await(comm_->AllGatherV(ag), kTimeout).ok());
+  const TrafficStats t = comm_->traffic();
+  EXPECT_EQ(t[Collective::kReduceScatter].calls, 3 * 3 * 2 + 1);
+  EXPECT_EQ(t[Collective::kReduceScatter].elements, 2 * (1 + 7 + 1000) * 3);
+  EXPECT_EQ(t[Collective::kAllGather].elements, 2 * (1 + 7 + 1000) * 3);
+}
+
+// The result is ordered before later work on the caller's stream without
+// a host wait.
+TEST_P(GpuCommunicatorTest, OrderBeforeMakesAVariableCountResultVisibleOnTheStream) {
+  std::vector<float> values(1 << 16);
+  for (size_t i = 0; i < values.size(); ++i) values[i] = static_cast<float>(i % 101);
+  const std::vector<uint8_t> host = ToBytes(values, DType::kFloat32);
+  Buffer in = Upload(host);
+  Buffer out = Upload(std::vector<uint8_t>(host.size(), 0));
+  ReduceScatterVOptions rs;
+  rs.send = in.data();
+  rs.recv = out.data();
+  rs.counts = {static_cast<int64_t>(values.size())};
+  rs.stream = stream_.get();
+  auto h = comm_->ReduceScatterV(rs);
+  ASSERT_TRUE(h.ok()) << h.status();
+  ASSERT_TRUE((*h)->OrderBefore(stream_.get(), kTimeout).ok());
+  EXPECT_EQ(Download(out), host);
+  ASSERT_TRUE((*h)->Wait(kTimeout).ok());
+}
+
 TEST_P(GpuCommunicatorTest, PollAndOrderBeforeCompleteAnInPlaceAllReduce) {
   std::vector<float> values(1 << 16, 1.5f);
   const std::vector<uint8_t> host = ToBytes(values, DType::kFloat32);

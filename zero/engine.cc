@@ -1,6 +1,9 @@
 #include "zero/engine.h"
 
 #include <algorithm>
+#include <csignal>
+#include <cstdio>
+#include <cstdlib>
 #include <cmath>
 #include <random>
 
@@ -90,10 +93,23 @@ ZeroEngine::ZeroEngine(const ParamLayout& layout, const EngineOptions& options,
       part_(layout.numel(), comm->world_size()) {}
 
 ZeroEngine::~ZeroEngine() {
-  // Outstanding collectives must finish before their buffers are freed.
+  // Collectives still in flight here mean a failed step (a dead peer): do
+  // not wait for them again, and do not free memory they may still write.
+  bool pending = false;
   for (int s = 0; s < 3; ++s) {
-    for (auto& h : gather_pending_[s]) h->Wait(opt_.timeout).IgnoreError();
-    for (auto& h : reduce_pending_[s]) h->Wait(opt_.timeout).IgnoreError();
+    for (auto* list : {&gather_pending_[s], &reduce_pending_[s]}) {
+      for (auto& h : *list) {
+        auto done = h->Poll();
+        pending = pending || !done.ok() || !*done;
+      }
+    }
+  }
+  if (pending) {
+    for (Buffer* b : {&params_, &grads_, &reduced_, &param_send_, &reduce_tmp_}) b->Leak();
+    for (int s = 0; s < 3; ++s) {
+      grad_slots_[s].Leak();
+      gather_slots_[s].Leak();
+    }
   }
 }
 
@@ -111,6 +127,8 @@ absl::StatusOr<std::unique_ptr<ZeroEngine>> ZeroEngine::Create(
 }
 
 absl::Status ZeroEngine::Setup() {
+  if (const char* r = std::getenv("ZEROTRAIN_TEST_KILL_RANK")) kill_rank_ = std::atoi(r);
+  if (const char* s = std::getenv("ZEROTRAIN_TEST_KILL_AT_STEP")) kill_at_step_ = std::atoll(s);
   const int64_t numel = layout_.numel();
   const int rank = comm_->rank();
   shard_ = part_.Shard(rank);
@@ -281,6 +299,7 @@ absl::Status ZeroEngine::Progress() {
 }
 
 absl::Status ZeroEngine::BeginStep() {
+  ++steps_begun_;
   micro_batch_ = 0;
   comm_->ResetTraffic();
   return ZeroBytes(grads_.data(), alloc_->device(), grads_.bytes(),
@@ -364,6 +383,13 @@ absl::StatusOr<UnitBuffers> ZeroEngine::Acquire(int unit, Pass pass) {
     }
   }
   if (pass == Pass::kBackward) {
+    if (steps_begun_ == kill_at_step_ && comm_->rank() == kill_rank_ &&
+        unit == layout_.final_unit()) {
+      std::fprintf(stderr, "rank %d: killing itself mid-step %lld (test hook)\n", kill_rank_,
+                   static_cast<long long>(steps_begun_));
+      std::fflush(stderr);
+      raise(SIGKILL);
+    }
     if (opt_.stage < 2) {
       out.grads = grads_.as<char>() + spec.begin * es();
     } else {

@@ -152,6 +152,11 @@ class ZeroEngine final : public ParamProvider {
   Pass pass_ = Pass::kForward;
   std::vector<int> pass_order_;
   std::vector<kernels::ConstTensorRef> norm_refs_;
+  // Failure-test hook (ZEROTRAIN_TEST_KILL_RANK / ZEROTRAIN_TEST_KILL_AT_STEP):
+  // that rank SIGKILLs itself in the middle of that step's backward.
+  int kill_rank_ = -1;
+  int64_t kill_at_step_ = -1;
+  int64_t steps_begun_ = 0;
 };
 
 }  // namespace zt

@@ -42,6 +42,13 @@ class LocalCommunicator final : public Communicator {
   absl::StatusOr<std::unique_ptr<WorkHandle>> DoAllGather(const AllGatherOptions& o) override {
     return Copy(o.recv, o.send, o.count, o.dtype, o.stream);
   }
+  absl::StatusOr<std::unique_ptr<WorkHandle>> DoReduceScatterV(
+      const ReduceScatterVOptions& o) override {
+    return Copy(o.recv, o.send, o.counts[0], o.dtype, o.stream);
+  }
+  absl::StatusOr<std::unique_ptr<WorkHandle>> DoAllGatherV(const AllGatherVOptions& o) override {
+    return Copy(o.recv, o.send, o.counts[0], o.dtype, o.stream);
+  }
   absl::StatusOr<std::unique_ptr<WorkHandle>> DoBroadcast(const BroadcastOptions&) override {
     return std::unique_ptr<WorkHandle>(std::make_unique<CompletedWork>());
   }

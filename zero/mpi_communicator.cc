@@ -9,6 +9,7 @@
 #include <string>
 #include <thread>
 #include <utility>
+#include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
@@ -28,6 +29,29 @@ void Sum16(void* in, void* inout, int* len, MPI_Datatype*) {
   const T* a = static_cast<const T*>(in);
   T* b = static_cast<T*>(inout);
   for (int i = 0; i < *len; ++i) b[i] = T::FromFloat(a[i].ToFloat() + b[i].ToFloat());
+}
+
+// The communicator checked sum(counts) <= INT_MAX, so every entry and every
+// displacement fits in int.
+std::vector<int> IntCounts(const std::vector<int64_t>& counts) {
+  return std::vector<int>(counts.begin(), counts.end());
+}
+
+// displs[r] = sum(counts[0..r)).
+std::vector<int> Displacements(const std::vector<int64_t>& counts) {
+  std::vector<int> displs(counts.size());
+  int64_t offset = 0;
+  for (size_t r = 0; r < counts.size(); ++r) {
+    displs[r] = static_cast<int>(offset);
+    offset += counts[r];
+  }
+  return displs;
+}
+
+int64_t Total(const std::vector<int64_t>& counts) {
+  int64_t total = 0;
+  for (int64_t c : counts) total += c;
+  return total;
 }
 
 bool MpiFinalized() {
@@ -181,6 +205,7 @@ class MpiWork final : public WorkHandle {
     if (!done_) {
       // MPI may still write the staging memory: never free it.
       for (Buffer& b : staging_) new Buffer(std::move(b));
+      new std::deque<std::vector<int>>(std::move(arrays_));
       LOG(ERROR) << description_ << " was abandoned while pending";
     }
   }
@@ -190,6 +215,12 @@ class MpiWork final : public WorkHandle {
   Buffer* AddStaging(Buffer b) {
     staging_.push_back(std::move(b));
     return &staging_.back();
+  }
+  // Count and displacement arrays, which MPI may read until the request
+  // completes.
+  const int* AddArray(std::vector<int> a) {
+    arrays_.push_back(std::move(a));
+    return arrays_.back().data();
   }
   // Runs after MPI completes (averaging, the copy back to the device).
   void OnComplete(std::function<absl::Status()> f) { on_complete_ = std::move(f); }
@@ -246,6 +277,7 @@ class MpiWork final : public WorkHandle {
     status_ = std::move(s);
     if (timed_out_) state_->env->abandoned().fetch_sub(1);
     staging_.clear();
+    arrays_.clear();
   }
 
  private:
@@ -253,6 +285,7 @@ class MpiWork final : public WorkHandle {
   const std::string description_;
   MPI_Request request_ = MPI_REQUEST_NULL;
   std::deque<Buffer> staging_;  // A deque keeps earlier pointers valid.
+  std::deque<std::vector<int>> arrays_;
   std::function<absl::Status()> on_complete_;
   bool done_ = false;
   bool timed_out_ = false;
@@ -344,6 +377,70 @@ class MpiCommunicator final : public Communicator {
         work.get()));
     work->OnComplete(
         Finisher(result, o.recv, o.count * world_size(), o.dtype, ReduceOp::kSum, o.stream));
+    return std::unique_ptr<WorkHandle>(std::move(work));
+  }
+
+  // MPI_Ireduce_scatter takes the same rank-ordered 16-bit sum as the other
+  // reductions, so each element's association is fixed by MPI's algorithm
+  // for this world size and these counts (the same on every run); each
+  // element of the result lives on one rank only.
+  absl::StatusOr<std::unique_ptr<WorkHandle>> DoReduceScatterV(
+      const ReduceScatterVOptions& o) override {
+    const int64_t total = Total(o.counts);
+    const std::string what = DescribeV(Collective::kReduceScatter, total, o.dtype);
+    ZT_RETURN_IF_ERROR(CheckStream(what, o.stream));
+    auto work = std::make_unique<MpiWork>(state_, what);
+    const size_t size = DTypeSize(o.dtype);
+    const int64_t mine = o.counts[rank()];
+    const int* counts = work->AddArray(IntCounts(o.counts));
+    const void* send = o.send;
+    void* result = o.recv;
+    if (staged_) {
+      ZT_ASSIGN_OR_RETURN(Buffer * in, Stage(work.get(), total * size));
+      ZT_ASSIGN_OR_RETURN(Buffer * out, Stage(work.get(), mine * size));
+      ZT_RETURN_IF_ERROR(ToHost(in->data(), o.send, total * size, o.stream));
+      send = in->data();
+      result = out->data();
+    }
+    ZT_RETURN_IF_ERROR(Start(
+        what,
+        [&](MPI_Request* r) {
+          return MPI_Ireduce_scatter(send, result, counts, MpiEnvironment::Type(o.dtype),
+                                     state_->env->SumOp(o.dtype), state_->comm, r);
+        },
+        work.get()));
+    work->OnComplete(Finisher(result, o.recv, mine, o.dtype, o.op, o.stream));
+    return std::unique_ptr<WorkHandle>(std::move(work));
+  }
+
+  absl::StatusOr<std::unique_ptr<WorkHandle>> DoAllGatherV(const AllGatherVOptions& o) override {
+    const int64_t total = Total(o.counts);
+    const std::string what = DescribeV(Collective::kAllGather, total, o.dtype);
+    ZT_RETURN_IF_ERROR(CheckStream(what, o.stream));
+    auto work = std::make_unique<MpiWork>(state_, what);
+    const size_t size = DTypeSize(o.dtype);
+    const int* counts = work->AddArray(IntCounts(o.counts));
+    const int* displs = work->AddArray(Displacements(o.counts));
+    const size_t own_offset = static_cast<size_t>(displs[rank()]) * size;
+    const void* own_piece = static_cast<const char*>(o.recv) + own_offset;
+    const void* send = o.send == own_piece ? MPI_IN_PLACE : o.send;
+    void* result = o.recv;
+    if (staged_) {
+      ZT_ASSIGN_OR_RETURN(Buffer * out, Stage(work.get(), total * size));
+      ZT_RETURN_IF_ERROR(ToHost(static_cast<char*>(out->data()) + own_offset, o.send,
+                                counts[rank()] * size, o.stream));
+      send = MPI_IN_PLACE;
+      result = out->data();
+    }
+    const MpiType type = MpiEnvironment::Type(o.dtype);
+    ZT_RETURN_IF_ERROR(Start(
+        what,
+        [&](MPI_Request* r) {
+          return MPI_Iallgatherv(send, counts[rank()], type, result, counts, displs, type,
+                                 state_->comm, r);
+        },
+        work.get()));
+    work->OnComplete(Finisher(result, o.recv, total, o.dtype, ReduceOp::kSum, o.stream));
     return std::unique_ptr<WorkHandle>(std::move(work));
   }
 

@@ -8,7 +8,8 @@
 // - One communicator = a duplicate of MPI_COMM_WORLD with MPI_ERRORS_RETURN,
 //   so MPI failures come back as kUnavailable instead of aborting.
 // - Collectives are non-blocking MPI (MPI_Iallreduce,
-//   MPI_Ireduce_scatter_block, MPI_Iallgather, MPI_Ibcast, MPI_Ibarrier).
+//   MPI_Ireduce_scatter_block, MPI_Iallgather, MPI_Ibcast, MPI_Ibarrier;
+//   the variable-count forms are MPI_Ireduce_scatter and MPI_Iallgatherv).
 //   MPI progresses them only inside MPI calls: WorkHandle::Poll() between
 //   pieces of compute lets communication overlap with it; Wait(timeout) polls
 //   MPI_Test until the deadline.
@@ -24,7 +25,9 @@
 //   16-bit type, so this equals the correctly rounded 16-bit sum of the two
 //   operands. A sum over N ranks therefore rounds N-1 times, in an order
 //   fixed by MPI's algorithm for that world size and count (the same on
-//   every run, and the result is the same bits on every rank).
+//   every run, and the result is the same bits on every rank). Reduce-scatter
+//   (both forms) leaves each element on one rank only; its association may
+//   differ from all-reduce's, so the two can differ in the last bits.
 // - kAverage: the sum divided by world_size on each rank after the
 //   collective (one more rounding for every dtype).
 // - Host-staged mode (any CUDA device; optional on the CPU, where it only

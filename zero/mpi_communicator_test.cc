@@ -4,6 +4,7 @@
 
 #include <mpi.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <cstring>
@@ -12,6 +13,7 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "absl/time/clock.h"
 #include "gtest/gtest.h"
 #include "kernels/core/dtype.h"
@@ -34,6 +36,39 @@ constexpr int64_t kCounts[] = {1, 7, 1000};
 float Value(int rank, int64_t i) { return 0.5f * (rank + 1) * static_cast<float>(i % 7 - 3); }
 
 std::string Trace(DType dt, int64_t count) { return absl::StrCat(DTypeName(dt), " count=", count); }
+
+// Per-rank piece sizes for the variable-count collectives at world size n:
+// the first n entries of a pattern (repeated if n exceeds it).
+const std::vector<int64_t> kCountPatterns[] = {
+    {0, 5, 0, 2},     // A ZeRO bucket meets most shards not at all.
+    {3, 1, 4, 1},     // Uneven.
+    {1000, 0, 0, 0},  // One large piece on the first rank.
+    {0, 1000, 7, 1},  // Large and small.
+    {7, 7, 7, 7},     // Equal, as in the fixed-count form.
+};
+
+std::vector<int64_t> CountsFor(const std::vector<int64_t>& pattern, int n) {
+  std::vector<int64_t> counts(n);
+  for (int r = 0; r < n; ++r) counts[r] = pattern[r % pattern.size()];
+  return counts;
+}
+
+// Only the last rank owns anything.
+std::vector<int64_t> LastRankOnly(int n, int64_t count) {
+  std::vector<int64_t> counts(n, 0);
+  counts[n - 1] = count;
+  return counts;
+}
+
+int64_t Sum(const std::vector<int64_t>& counts, int end) {
+  int64_t total = 0;
+  for (int r = 0; r < end; ++r) total += counts[r];
+  return total;
+}
+
+std::string Trace(DType dt, const std::vector<int64_t>& counts) {
+  return absl::StrCat(DTypeName(dt), " counts=", absl::StrJoin(counts, ","));
+}
 
 class MpiCollectiveTest : public ::testing::TestWithParam<bool> {
  protected:
@@ -309,6 +344,204 @@ TEST_P(MpiCollectiveTest, TrafficCountersReportLogicalVolumePerCollective) {
   EXPECT_EQ(t.total_elements(), 14 + 10 * n_ + 3 * n_ + 4);
   comm_->ResetTraffic();
   EXPECT_EQ(comm_->traffic().total_elements(), 0);
+}
+
+// Every count pattern the engine can produce, plus the last rank alone.
+std::vector<std::vector<int64_t>> AllCountCases(int n) {
+  std::vector<std::vector<int64_t>> cases;
+  for (const std::vector<int64_t>& p : kCountPatterns) cases.push_back(CountsFor(p, n));
+  cases.push_back(LastRankOnly(n, 9));
+  return cases;
+}
+
+TEST_P(MpiCollectiveTest, ReduceScatterVGivesEachRankItsReducedPiece) {
+  for (DType dt : kDTypes) {
+    for (const std::vector<int64_t>& counts : AllCountCases(n_)) {
+      for (ReduceOp op : {ReduceOp::kSum, ReduceOp::kAverage}) {
+        SCOPED_TRACE(Trace(dt, counts) + (op == ReduceOp::kAverage ? " average" : " sum"));
+        const int64_t total = Sum(counts, n_), offset = Sum(counts, r_), mine = counts[r_];
+        std::vector<float> full(total), expected(mine, 0.0f);
+        for (int64_t j = 0; j < total; ++j) full[j] = Value(r_, j);
+        for (int64_t i = 0; i < mine; ++i) {
+          for (int s = 0; s < n_; ++s) expected[i] += Value(s, offset + i);
+          if (op == ReduceOp::kAverage) {
+            expected[i] = RoundTo(dt, expected[i] / static_cast<float>(n_));
+          }
+        }
+        std::vector<uint8_t> send = ToBytes(full, dt);
+        // One spare element on each side catches writes outside the piece.
+        const size_t size = DTypeSize(dt);
+        std::vector<uint8_t> recv((mine + 2) * size, 0xff);
+        ReduceScatterVOptions o;
+        o.send = send.data();
+        // A rank without a piece has no buffer for it.
+        o.recv = mine > 0 ? recv.data() + size : nullptr;
+        o.counts = counts;
+        o.dtype = dt;
+        o.op = op;
+        ASSERT_TRUE(Await(comm_->ReduceScatterV(o), kTimeout).ok());
+        EXPECT_EQ(FromBytes(recv.data() + size, mine, dt), expected);
+        for (size_t b = 0; b < size; ++b) {
+          EXPECT_EQ(recv[b], 0xff) << "wrote before the piece";
+          EXPECT_EQ(recv[recv.size() - 1 - b], 0xff) << "wrote past the piece";
+        }
+        EXPECT_EQ(send, ToBytes(full, dt)) << "modified the send buffer";
+      }
+    }
+  }
+}
+
+TEST_P(MpiCollectiveTest, AllGatherVConcatenatesPiecesInRankOrder) {
+  for (DType dt : kDTypes) {
+    for (const std::vector<int64_t>& counts : AllCountCases(n_)) {
+      for (bool in_place : {false, true}) {
+        SCOPED_TRACE(Trace(dt, counts) + (in_place ? " in place" : ""));
+        const int64_t total = Sum(counts, n_), offset = Sum(counts, r_), mine = counts[r_];
+        const size_t size = DTypeSize(dt);
+        std::vector<float> piece(mine), expected;
+        for (int64_t i = 0; i < mine; ++i) piece[i] = Value(r_, offset + i);
+        for (int s = 0; s < n_; ++s) {
+          for (int64_t i = 0; i < counts[s]; ++i) expected.push_back(Value(s, Sum(counts, s) + i));
+        }
+        std::vector<uint8_t> send = ToBytes(piece, dt);
+        std::vector<uint8_t> recv(total * size, 0xff);
+        AllGatherVOptions o;
+        o.send = mine > 0 ? send.data() : nullptr;
+        if (in_place) {
+          std::copy(send.begin(), send.end(), recv.begin() + offset * size);
+          o.send = recv.data() + offset * size;
+        }
+        o.recv = recv.data();
+        o.counts = counts;
+        o.dtype = dt;
+        ASSERT_TRUE(Await(comm_->AllGatherV(o), kTimeout).ok());
+        EXPECT_EQ(FromBytes(recv.data(), total, dt), expected);
+      }
+    }
+  }
+}
+
+TEST_P(MpiCollectiveTest, AllZeroVariableCountsCompleteOnEveryRank) {
+  const std::vector<int64_t> zeros(n_, 0);
+  for (int i = 0; i < 3; ++i) {
+    ReduceScatterVOptions rs;
+    rs.counts = zeros;
+    ASSERT_TRUE(Await(comm_->ReduceScatterV(rs), kTimeout).ok());
+    AllGatherVOptions ag;
+    ag.counts = zeros;
+    ASSERT_TRUE(Await(comm_->AllGatherV(ag), kTimeout).ok());
+  }
+  // The ranks still agree on what comes next.
+  float x = static_cast<float>(r_);
+  AllReduceOptions ar;
+  ar.send = ar.recv = &x;
+  ar.count = 1;
+  ASSERT_TRUE(Await(comm_->AllReduce(ar), kTimeout).ok());
+  EXPECT_EQ(x, n_ * (n_ - 1) / 2.0f);
+  EXPECT_EQ(comm_->traffic()[Collective::kReduceScatter].calls, 3);
+  EXPECT_EQ(comm_->traffic()[Collective::kAllGather].elements, 0);
+}
+
+// Inexact 16-bit sums through the variable-count path: the same bits on
+// every run, within N-1 roundings of the exact sum, and after the all-gather
+// that ZeRO follows it with, the same bits on every rank.
+TEST_P(MpiCollectiveTest, SixteenBitReduceScatterVIsDeterministicAndGathersToIdenticalBits) {
+  for (DType dt : {DType::kFloat16, DType::kBFloat16}) {
+    for (const std::vector<int64_t>& counts :
+         {CountsFor({0, 257, 0, 31}, n_), CountsFor({101, 3, 64, 0}, n_)}) {
+      SCOPED_TRACE(Trace(dt, counts));
+      const int64_t total = Sum(counts, n_), offset = Sum(counts, r_), mine = counts[r_];
+      std::vector<float> full(total);
+      std::vector<double> exact(total, 0.0), magnitude(total, 0.0);
+      for (int64_t j = 0; j < total; ++j) {
+        for (int s = 0; s < n_; ++s) {
+          const float v = RoundTo(dt, std::sin(0.37f * j + 1.3f * s) * (1.0f + 0.01f * s));
+          if (s == r_) full[j] = v;
+          exact[j] += v;
+          magnitude[j] += std::fabs(v);
+        }
+      }
+      const std::vector<uint8_t> send = ToBytes(full, dt);
+      const size_t size = DTypeSize(dt);
+      std::vector<uint8_t> first(total * size, 0), second(mine * size, 0);
+      for (void* recv :
+           {static_cast<void*>(first.data() + offset * size), static_cast<void*>(second.data())}) {
+        ReduceScatterVOptions o;
+        o.send = send.data();
+        o.recv = recv;
+        o.counts = counts;
+        o.dtype = dt;
+        ASSERT_TRUE(Await(comm_->ReduceScatterV(o), kTimeout).ok());
+      }
+      EXPECT_EQ(std::memcmp(first.data() + offset * size, second.data(), mine * size), 0)
+          << "two runs differ";
+      const std::vector<float> sum = FromBytes(first.data() + offset * size, mine, dt);
+      for (int64_t i = 0; i < mine; ++i) {
+        EXPECT_LE(std::fabs(sum[i] - exact[offset + i]),
+                  (n_ - 1) * DTypeEpsilon(dt) * magnitude[offset + i])
+            << "element " << offset + i;
+      }
+      AllGatherVOptions g;
+      g.send = first.data() + offset * size;
+      g.recv = first.data();
+      g.counts = counts;
+      g.dtype = dt;
+      ASSERT_TRUE(Await(comm_->AllGatherV(g), kTimeout).ok());
+      std::vector<uint8_t> everyone(first.size() * n_);
+      AllGatherOptions check;
+      check.send = first.data();
+      check.recv = everyone.data();
+      check.count = total;
+      check.dtype = dt;
+      ASSERT_TRUE(Await(comm_->AllGather(check), kTimeout).ok());
+      for (int s = 0; s < n_; ++s) {
+        EXPECT_EQ(std::memcmp(everyone.data() + s * first.size(), first.data(), first.size()), 0)
+            << "rank " << s << " holds different bits";
+      }
+    }
+  }
+}
+
+TEST_P(MpiCollectiveTest, VariableCountTrafficIsTheFullBufferPerCall) {
+  const std::vector<int64_t> counts = CountsFor({0, 5, 0, 2}, n_);
+  const int64_t total = Sum(counts, n_);
+  std::vector<uint8_t> a(total * 4), b(total * 4);
+  ReduceScatterVOptions rs;
+  rs.send = a.data();
+  rs.recv = b.data();
+  rs.counts = counts;
+  rs.dtype = DType::kBFloat16;
+  ASSERT_TRUE(Await(comm_->ReduceScatterV(rs), kTimeout).ok());
+  ASSERT_TRUE(Await(comm_->ReduceScatterV(rs), kTimeout).ok());
+  AllGatherVOptions ag;
+  ag.send = a.data();
+  ag.recv = b.data();
+  ag.counts = counts;
+  ASSERT_TRUE(Await(comm_->AllGatherV(ag), kTimeout).ok());
+  const TrafficStats t = comm_->traffic();
+  EXPECT_EQ(t[Collective::kReduceScatter].calls, 2);
+  EXPECT_EQ(t[Collective::kReduceScatter].elements, 2 * total);
+  EXPECT_EQ(t[Collective::kReduceScatter].bytes, 2 * 2 * total);
+  EXPECT_EQ(t[Collective::kAllGather].calls, 1);
+  EXPECT_EQ(t[Collective::kAllGather].elements, total);
+  EXPECT_EQ(t[Collective::kAllGather].bytes, 4 * total);
+  EXPECT_EQ(t.total_elements(), 3 * total);
+}
+
+TEST_P(MpiCollectiveTest, VariableCountsForAnotherWorldSizeAreInvalidArgument) {
+  std::vector<float> a(8), b(8);
+  AllGatherVOptions o;
+  o.send = a.data();
+  o.recv = b.data();
+  o.counts = std::vector<int64_t>(n_ + 1, 1);
+  const absl::Status s = Await(comm_->AllGatherV(o), kTimeout);
+  EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(s.message().find(absl::StrCat("allgather_v (", n_ + 1, " x fp32) on rank ", r_, " of ",
+                                          n_, " (", comm_->backend_name(), "): counts has ", n_ + 1,
+                                          " entries, expected one per rank (", n_, ")")),
+            absl::string_view::npos)
+      << s;
+  EXPECT_EQ(comm_->traffic()[Collective::kAllGather].calls, 0);
 }
 
 // Two collectives in flight while this rank computes: Poll() alone (no

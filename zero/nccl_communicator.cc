@@ -6,10 +6,12 @@
 #include <nccl.h>
 
 #include <atomic>
+#include <cstdint>
 #include <cstring>
 #include <string>
 #include <thread>
 #include <utility>
+#include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
@@ -36,6 +38,12 @@ ncclDataType_t NcclType(DType t) {
 }
 
 ncclRedOp_t NcclOp(ReduceOp op) { return op == ReduceOp::kAverage ? ncclAvg : ncclSum; }
+
+int64_t Total(const std::vector<int64_t>& counts) {
+  int64_t total = 0;
+  for (int64_t c : counts) total += c;
+  return total;
+}
 
 void Backoff(absl::Time start) {
   const absl::Duration waited = absl::Now() - start;
@@ -245,6 +253,51 @@ class NcclCommunicator final : public Communicator {
                            state_->stream());
     });
   }
+  // NCCL has no variable-count reduce-scatter: one grouped ncclReduce per
+  // non-empty piece, rooted at the rank that owns it. The result lives on
+  // the root only.
+  absl::StatusOr<std::unique_ptr<WorkHandle>> DoReduceScatterV(
+      const ReduceScatterVOptions& o) override {
+    const std::string what = DescribeV(Collective::kReduceScatter, Total(o.counts), o.dtype);
+    const size_t size = DTypeSize(o.dtype);
+    return Launch(what, o.stream, [&] {
+      return Grouped([&](auto&& enqueue) {
+        size_t offset = 0;
+        for (int r = 0; r < world_size(); ++r) {
+          const size_t count = static_cast<size_t>(o.counts[r]);
+          if (count > 0) {
+            // recvbuff is used on the root only.
+            enqueue(ncclReduce(static_cast<const char*>(o.send) + offset * size,
+                               r == rank() ? o.recv : nullptr, count, NcclType(o.dtype),
+                               NcclOp(o.op), r, state_->comm(), state_->stream()));
+          }
+          offset += count;
+        }
+      });
+    });
+  }
+  // One grouped ncclBroadcast per non-empty piece, from the rank that owns it
+  // straight into everyone's place for it (in place on the owner when send
+  // is its own piece of recv).
+  absl::StatusOr<std::unique_ptr<WorkHandle>> DoAllGatherV(const AllGatherVOptions& o) override {
+    const std::string what = DescribeV(Collective::kAllGather, Total(o.counts), o.dtype);
+    const size_t size = DTypeSize(o.dtype);
+    return Launch(what, o.stream, [&] {
+      return Grouped([&](auto&& enqueue) {
+        size_t offset = 0;
+        for (int r = 0; r < world_size(); ++r) {
+          const size_t count = static_cast<size_t>(o.counts[r]);
+          if (count > 0) {
+            void* piece = static_cast<char*>(o.recv) + offset * size;
+            // sendbuff is used on the root only.
+            enqueue(ncclBroadcast(r == rank() ? o.send : piece, piece, count, NcclType(o.dtype), r,
+                                  state_->comm(), state_->stream()));
+          }
+          offset += count;
+        }
+      });
+    });
+  }
   // NCCL has no barrier: an all-reduce of one float completes only once
   // every rank has issued it.
   absl::StatusOr<std::unique_ptr<WorkHandle>> DoBarrier(const BarrierOptions& o) override {
@@ -256,6 +309,20 @@ class NcclCommunicator final : public Communicator {
   }
 
  private:
+  // Runs `body(enqueue)` between ncclGroupStart and ncclGroupEnd, where
+  // `enqueue` records the first failure of the calls it is given; the group
+  // is always ended.
+  template <typename F>
+  static ncclResult_t Grouped(F&& body) {
+    ncclResult_t first = ncclGroupStart();
+    if (first != ncclSuccess) return first;
+    body([&](ncclResult_t r) {
+      if (first == ncclSuccess && r != ncclSuccess && r != ncclInProgress) first = r;
+    });
+    const ncclResult_t end = ncclGroupEnd();
+    return first != ncclSuccess ? first : end;
+  }
+
   template <typename F>
   absl::StatusOr<std::unique_ptr<WorkHandle>> Launch(const std::string& what, Stream* stream,
                                                      F&& call) {

@@ -12,7 +12,9 @@
 // - Every collective runs on a stream the communicator owns. It first waits
 //   (cudaStreamWaitEvent, no host block) for the work already issued on the
 //   options' stream; a null options.stream means "the buffers are ready".
-//   Simple collectives, no ncclGroupStart/End.
+//   Simple collectives, except the variable-count forms: a group of
+//   ncclReduce (reduce-scatter-v) or ncclBroadcast (all-gather-v) calls, one
+//   per non-empty piece, rooted at its owner.
 // - WorkHandle::Wait polls a CUDA event with a deadline and checks
 //   ncclCommGetAsyncError. On timeout it calls ncclCommAbort, so kernels
 //   stuck on a dead peer are released, and returns kDeadlineExceeded; the

@@ -122,6 +122,13 @@ class Buffer {
   Buffer& operator=(const Buffer&) = delete;
 
   void Reset();
+  // Forgets the allocation without freeing it, for memory that a transport
+  // may still write to when the process is going down after an error.
+  void Leak() {
+    allocator_ = nullptr;
+    data_ = nullptr;
+    bytes_ = 0;
+  }
   void* data() const { return data_; }
   template <typename T>
   T* as() const {

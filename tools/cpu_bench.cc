@@ -1,0 +1,99 @@
+// CPU benchmark: one training step (forward, backward, clipping, AdamW) of
+// the same small GPT in zerotrain and in PyTorch (Debian's python3-torch),
+// on the same machine in the same run, with the same thread budget.
+//
+//   bazel run //tools:cpu_bench -- [--steps=20] [--set=model.n_layer=4 ...]
+#include <algorithm>
+#include <array>
+#include <chrono>
+#include <cstdio>
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "kernels/core/status_macros.h"
+#include "trainer/config.h"
+#include "trainer/trainer.h"
+#include "zero/communicator_factory.h"
+
+namespace zt {
+namespace {
+
+absl::StatusOr<std::string> RunCommand(const std::string& cmd) {
+  std::unique_ptr<FILE, int (*)(FILE*)> pipe(popen(cmd.c_str(), "r"), pclose);
+  if (!pipe) return absl::InternalError(absl::StrCat("cannot run: ", cmd));
+  std::string out;
+  std::array<char, 512> buf;
+  while (fgets(buf.data(), buf.size(), pipe.get())) out += buf.data();
+  const int rc = pclose(pipe.release());
+  if (rc != 0) return absl::InternalError(absl::StrCat(cmd, " failed (", rc, "): ", out));
+  return out;
+}
+
+absl::Status Main(int argc, char** argv) {
+  int steps = 20, warmup = 3;
+  std::vector<std::string> sets = {"device=CPU", "eval.batches=0"};
+  for (int i = 1; i < argc; ++i) {
+    const std::string a = argv[i];
+    if (absl::StartsWith(a, "--steps=")) {
+      if (!absl::SimpleAtoi(a.substr(8), &steps) || steps < 1) {
+        return absl::InvalidArgumentError(absl::StrCat("bad ", a));
+      }
+    } else if (absl::StartsWith(a, "--set=")) {
+      sets.push_back(a.substr(6));
+    } else {
+      return absl::InvalidArgumentError(absl::StrCat("unknown flag \"", a, "\""));
+    }
+  }
+  sets.push_back(absl::StrCat("max_steps=", steps + warmup));
+  ZT_ASSIGN_OR_RETURN(TrainConfig config, ResolveConfig("", sets));
+  ZT_ASSIGN_OR_RETURN(auto comm, CreateCommunicator(CommunicatorBackend::kLocal, Device::Cpu()));
+  ZT_ASSIGN_OR_RETURN(auto trainer, Trainer::Create(config, comm.get()));
+  std::vector<double> times;
+  for (int s = 0; s < warmup + steps; ++s) {
+    ZT_ASSIGN_OR_RETURN(StepReport r, trainer->TrainStep());
+    if (s >= warmup) times.push_back(r.seconds);
+  }
+  std::sort(times.begin(), times.end());
+  const double ours = times[times.size() / 2];
+
+  const int threads = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  const ModelConfig& m = config.model();
+  const std::string cmd = absl::StrCat(
+      "/usr/bin/python3 tools/torch_gpt.py bench --n_layer ", m.n_layer(), " --n_head ",
+      m.n_head(), " --n_embd ", m.n_embd(), " --vocab_size ", m.vocab_size(), " --B ",
+      config.batch().micro_batch_size(), " --T ", config.batch().seq_len(), " --steps ", steps,
+      " --warmup ", warmup, " --threads ", threads, " 2>&1");
+  ZT_ASSIGN_OR_RETURN(std::string out, RunCommand(cmd));
+  const size_t k = out.find("\"median_step_s\": ");
+  double torch_s = 0;
+  if (k == std::string::npos ||
+      !absl::SimpleAtod(out.substr(k + 17, out.find(',', k) - k - 17), &torch_s)) {
+    return absl::InternalError(absl::StrCat("unexpected PyTorch output: ", out));
+  }
+  const double tokens = double(config.batch().micro_batch_size()) * config.batch().seq_len();
+  std::printf("model: %d layers, %d heads, %d channels, vocab %d; batch %d x %d; %d threads\n",
+              m.n_layer(), m.n_head(), m.n_embd(), m.vocab_size(),
+              config.batch().micro_batch_size(), config.batch().seq_len(), threads);
+  std::printf("%-10s %14s %12s\n", "", "median step", "tokens/s");
+  std::printf("%-10s %11.2f ms %12.0f\n", "zerotrain", ours * 1e3, tokens / ours);
+  std::printf("%-10s %11.2f ms %12.0f\n", "pytorch", torch_s * 1e3, tokens / torch_s);
+  std::printf("zerotrain speed / pytorch speed: %.2fx (target >= 1.0)\n", torch_s / ours);
+  return absl::OkStatus();
+}
+
+}  // namespace
+}  // namespace zt
+
+int main(int argc, char** argv) {
+  const absl::Status s = zt::Main(argc, argv);
+  if (!s.ok()) {
+    std::fprintf(stderr, "cpu_bench: %s\n", s.ToString().c_str());
+    return 1;
+  }
+  return 0;
+}
