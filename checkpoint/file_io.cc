@@ -70,6 +70,13 @@ class FaultHook {
   FaultHook() {
     if (const char* t = std::getenv("ZT_CKPT_TRACE")) trace_ = t;
     if (const char* f = std::getenv("ZT_CKPT_FAULT")) Parse(f);
+    if (const char* r = std::getenv("ZT_CKPT_FAULT_RANK")) {
+      const char* mine = nullptr;
+      for (const char* var : {"OMPI_COMM_WORLD_RANK", "PMI_RANK", "RANK"}) {
+        if (mine == nullptr) mine = std::getenv(var);
+      }
+      if (mine == nullptr || std::string(mine) != r) action_ = Action::kNone;
+    }
     enabled_ = !trace_.empty() || action_ != Action::kNone;
   }
 

@@ -14,6 +14,8 @@
 //                            its S-th save (both 1-based); a write is cut in
 //                            half first, as a crash mid-write would leave it.
 //   ZT_CKPT_FAULT=fail@S:K   that operation fails with ENOSPC instead.
+//   ZT_CKPT_FAULT_RANK=R     only in the process the launcher made rank R
+//                            (OMPI_COMM_WORLD_RANK, PMI_RANK or RANK).
 //   ZT_CKPT_TRACE=FILE       append "S K op path" for every operation.
 //
 // Unset, the hook costs one relaxed atomic load per operation.

@@ -9,7 +9,10 @@
 //
 // DIR is a step directory or a checkpoint root (its `latest` is used).
 // Errors name the file; the exit status is 1 (2 for bad usage).
+#include <unistd.h>
+
 #include <cstdio>
+#include <cstdlib>
 #include <string>
 #include <vector>
 
@@ -156,6 +159,13 @@ absl::Status Main(const std::vector<std::string>& args) {
 }  // namespace zt
 
 int main(int argc, char** argv) {
+  // Under `bazel run` relative paths mean the user's directory.
+  if (const char* wd = std::getenv("BUILD_WORKING_DIRECTORY"); wd && *wd) {
+    if (chdir(wd) != 0) {
+      std::fprintf(stderr, "ckpt: error: cannot enter %s\n", wd);
+      return 1;
+    }
+  }
   std::vector<std::string> args(argv + 1, argv + argc);
   if (args.size() == 1 && (args[0] == "--help" || args[0] == "-h")) {
     std::fputs(zt::ckpt::kUsage, stdout);
