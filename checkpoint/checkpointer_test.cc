@@ -1,6 +1,8 @@
 // Saving and loading through the Trainer on one rank: bit-exact resume at
 // every ZeRO stage and dtype, loading at another stage, the async snapshot,
-// and how many checkpoints are kept.
+// and how many checkpoints are kept. Built twice: on the CPU, and with
+// ZT_CKPT_TEST_ON_GPU=1 on a GPU (checkpointer_gpu_test), where the state is
+// copied between device and host memory.
 #include "checkpoint/checkpointer.h"
 
 #include <cstring>
@@ -18,9 +20,34 @@
 #include "trainer/trainer.h"
 #include "zero/communicator_factory.h"
 
+#if ZT_CKPT_TEST_ON_GPU
+#include <cuda_runtime.h>
+#endif
+
 namespace zt {
 namespace ckpt {
 namespace {
+
+#if ZT_CKPT_TEST_ON_GPU
+constexpr char kDevice[] = "device=CUDA";
+#else
+constexpr char kDevice[] = "device=CPU";
+#endif
+
+// Host copy of `n` elements of engine memory (device memory on a GPU; the
+// trainer's stream is non-blocking, so wait for the whole device first).
+template <typename T>
+std::vector<T> ToHost(const ZeroEngine& e, const void* src, int64_t n) {
+#if ZT_CKPT_TEST_ON_GPU
+  CHECK_EQ(cudaDeviceSynchronize(), cudaSuccess);
+#endif
+  std::vector<T> out(n);
+  CHECK(CopyBytes(out.data(), Device::Cpu(), src, e.allocator()->device(),
+                  n * sizeof(T), nullptr)
+            .ok());
+  CHECK(SynchronizeStream(e.allocator()->device(), nullptr).ok());
+  return out;
+}
 
 const char* const kStages[] = {"STAGE_0", "STAGE_1", "STAGE_2", "STAGE_3"};
 
@@ -29,7 +56,7 @@ TrainConfig Config(const std::string& stage, const std::string& dtype,
   std::vector<std::string> sets = {
       "model.n_layer=2", "model.n_head=2", "model.n_embd=16",
       "model.max_seq_len=16", "batch.micro_batch_size=2", "batch.seq_len=16",
-      "batch.grad_accum_steps=2", "device=CPU", "eval.batches=0",
+      "batch.grad_accum_steps=2", kDevice, "eval.batches=0",
       "optimizer.warmup_steps=2", "optimizer.weight_decay=0.1", "max_steps=8",
       "zero.stage=" + stage, "precision.dtype=" + dtype,
       // A small fp16 scale window, so the scaler's state moves.
@@ -52,9 +79,8 @@ struct State {
 
 State StateOf(ZeroEngine& e) {
   const int64_t n = e.opt_range().size();
-  return {std::vector<float>(e.master(), e.master() + n),
-          std::vector<float>(e.moment1(), e.moment1() + n),
-          std::vector<float>(e.moment2(), e.moment2() + n)};
+  return {ToHost<float>(e, e.master(), n), ToHost<float>(e, e.moment1(), n),
+          ToHost<float>(e, e.moment2(), n)};
 }
 
 bool BitwiseEqual(const std::vector<float>& a, const std::vector<float>& b) {
@@ -134,8 +160,8 @@ TEST(CheckpointerTest, LoadsAtAnyStageWithIdenticalMasterAndMoments) {
     EXPECT_TRUE(BitwiseEqual(loaded.m, saved.m)) << stage;
     EXPECT_TRUE(BitwiseEqual(loaded.v, saved.v)) << stage;
     // The working parameters are the bf16 rounding of the loaded master.
-    const uint16_t* p =
-        static_cast<const uint16_t*>((*t)->engine().parameters());
+    const std::vector<uint16_t> p =
+        ToHost<uint16_t>((*t)->engine(), (*t)->engine().parameters(), 100);
     for (int64_t i = 0; i < 100; ++i) {
       EXPECT_EQ(p[i], FloatToBFloat16Bits(saved.master[i])) << stage;
     }
