@@ -342,9 +342,21 @@ absl::Status RenameDirectoryReplacing(const std::string& from,
   // atomic step so `to` is never missing.
   ZT_RETURN_IF_ERROR(Hook("rename_exchange", to));
   if (::renameat2(AT_FDCWD, from.c_str(), AT_FDCWD, to.c_str(),
-                  RENAME_EXCHANGE) != 0) {
+                  RENAME_EXCHANGE) == 0) {
+    *exchanged = true;
+    return absl::OkStatus();
+  }
+  if (errno != EINVAL && errno != ENOSYS && errno != ENOTSUP) {
     return PosixError(absl::StrCat("exchange ", from, " with"), to, errno);
   }
+  // A filesystem without RENAME_EXCHANGE (some network filesystems): move
+  // the old directory aside first. `to` is briefly missing; a crash right
+  // then leaves it at `from` + ".old".
+  const std::string aside = from + ".old";
+  ZT_RETURN_IF_ERROR(RemoveRecursively(aside));
+  ZT_RETURN_IF_ERROR(Rename(to, aside));
+  ZT_RETURN_IF_ERROR(Rename(from, to));
+  ZT_RETURN_IF_ERROR(Rename(aside, from));
   *exchanged = true;
   return absl::OkStatus();
 }
