@@ -1,5 +1,6 @@
 #include "kernels/matmul.h"
 
+#include <algorithm>
 #include <cstdint>
 #include <limits>
 #include <utility>
@@ -70,8 +71,13 @@ absl::Status ValidateBackward(const MatmulBackwardParams& p) {
 
 }  // namespace
 
+size_t MatmulForwardWorkspaceBytes(int64_t M, int64_t N) {
+  return M > 0 && N > 0 ? kMatmulWorkspaceBytes : 0;
+}
+
 size_t MatmulBackwardWorkspaceBytes(int64_t M, int64_t N) {
-  return MatmulBiasGradWorkspaceBytes(M, N);
+  if (M <= 0 || N <= 0) return 0;
+  return std::max(MatmulBiasGradWorkspaceBytes(M, N), kMatmulWorkspaceBytes);
 }
 
 absl::Status MatmulForward(const OpContext& ctx, const MatmulForwardParams& p) {

@@ -42,7 +42,14 @@ struct MatmulBackwardParams {
   DType dtype = DType::kFloat32;
 };
 
-// Scratch the backward needs on CUDA (bias-gradient partial sums).
+// ctx.workspace bytes the ops want on CUDA (CPU needs none): the forward
+// and backward stage 16-bit results in fp32 there when they must add to them
+// (unfused bias / GELU epilogues, dweight +=) so that each is rounded once,
+// and the backward also keeps bias-gradient partial sums there. Less
+// workspace works as long as one row of the result fits in fp32 (else
+// ResourceExhausted); MatmulBackwardWorkspaceBytes(M, N) is never less than
+// MatmulForwardWorkspaceBytes(M, N).
+size_t MatmulForwardWorkspaceBytes(int64_t M, int64_t N);
 size_t MatmulBackwardWorkspaceBytes(int64_t M, int64_t N);
 
 absl::Status MatmulBackward(const OpContext& ctx, const MatmulBackwardParams& p);

@@ -24,6 +24,15 @@ inline size_t MatmulBiasGradWorkspaceBytes(int64_t M, int64_t N) {
   return static_cast<size_t>(chunks * N) * sizeof(float);
 }
 
+// The least the *WorkspaceBytes() functions ask for (bias-gradient partials
+// of a very large M may need more): 16-bit results that need an epilogue
+// the fused cuBLASLt call cannot do, and dweight's accumulation, are
+// computed in fp32 into up to half of ctx.workspace, in chunks of whole rows
+// of the result (at least one row must fit), and cuBLASLt gets the rest as
+// its own scratch. 16 MiB of staging takes a 50304 x 768 dweight in ten
+// chunks, each still large enough to fill the GPU.
+inline constexpr size_t kMatmulWorkspaceBytes = size_t{32} << 20;
+
 // Knobs for tests: force the unfused path, and learn which path ran.
 struct MatmulCudaOptions {
   // False runs plain matmuls plus separate bias / GELU kernels even where

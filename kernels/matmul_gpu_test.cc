@@ -1,7 +1,8 @@
 // Needs a GPU: the cuBLASLt linear layer against the CPU reference for every
 // op, dtype and a range of shapes (odd sizes, sizes that are not multiples of
 // 8 or 128, GPT-2's MLP), through both the fused-epilogue and the unfused
-// paths; bitwise reproducibility; workspace errors.
+// paths; exact sums rounded once; fused error against unfused; bitwise
+// reproducibility; workspace errors.
 #include <cublasLt.h>
 #include <cuda_runtime.h>
 
@@ -18,6 +19,8 @@
 #include "kernels/core/dtype.h"
 #include "kernels/matmul.h"
 #include "kernels/matmul_cuda.h"
+#include "kernels/gelu_ref.h"
+#include "kernels/matmul_ref.h"
 #include "kernels/op_context.h"
 #include "kernels/testutil.h"
 
@@ -40,48 +43,171 @@ struct CudaFree {
 };
 using DeviceBuffer = std::unique_ptr<void, CudaFree>;
 
-double Rms(const std::vector<float>& v) {
-  double sum = 0;
-  for (float x : v) sum += double{x} * x;
-  return v.empty() ? 0 : std::sqrt(sum / v.size());
-}
+// Error model for comparing the GPU with the CPU reference. Both compute
+// each output as an fp32 sum and round it once to the storage type.
+//  - The two fp32 sums differ by their own rounding errors, which scale with
+//    what is summed, sum_k |a_k b_k| plus |bias| or |C_old| ("magnitude",
+//    computed by running the reference on absolute values), not with the
+//    result: under cancellation the result can be far smaller. Per side we
+//    allow sqrt(terms) * eps32 * magnitude (Higham and Mary's probabilistic
+//    bound with lambda = 1; OpenBLAS's measured errors on these shapes stay
+//    below 0.2 of it).
+//  - Rounding the two to the storage type then puts them at most one ulp
+//    apart, and one ulp <= eps(dtype) * |ref|.
+//  - Below fp16's normal range the ulp is absolute: one subnormal step.
+// For large K the first term outgrows a 16-bit ulp, so a double rounding
+// could hide in it there; ExactSumsAreRoundedOnce pins single rounding
+// exactly instead.
+constexpr double kSubnormalStep = 5.9604644775390625e-08;  // 2^-24
 
-// Tolerance for a result that is an fp32 sum of `terms` products, computed
-// in a different order on each side: the fp32 rounding error grows like
-// sqrt(terms) times the size of the partial sums, about the result's RMS
-// (atol); each side then rounds to the storage type, so 16-bit results may
-// sit on neighbouring values, one ulp = |ref| * eps(dtype) (rtol).
-struct Tolerance {
-  double atol, rtol;
-};
-Tolerance SumTolerance(DType dtype, int64_t terms, const std::vector<float>& ref) {
-  const double atol =
-      4 * kEps32 * std::sqrt(static_cast<double>(std::max<int64_t>(terms, 1))) * (Rms(ref) + 1e-3);
-  return {atol, 2 * DTypeEpsilon(dtype)};
+std::vector<double> SumAllowance(DType dtype, int64_t terms, const std::vector<float>& ref,
+                                 const std::vector<float>& magnitude) {
+  const double fp32 = 2 * std::sqrt(static_cast<double>(std::max<int64_t>(terms, 1))) * kEps32;
+  std::vector<double> allowed(ref.size());
+  for (size_t i = 0; i < ref.size(); ++i) {
+    allowed[i] = DTypeEpsilon(dtype) * std::abs(ref[i]) + fp32 * magnitude[i] + kSubnormalStep;
+  }
+  return allowed;
 }
 
 // cuBLASLt does not document its GELU's accuracy; a hardware tanh
-// approximation (relative error about 2^-11) is plausible. `extra` holds,
-// per element, what such a tanh error of 2^-10 could move the result.
+// approximation (relative error about 2^-11) is plausible. kTanhAllowance
+// bounds such a tanh error, kTanhF32 the difference between tanhf on the
+// GPU and std::tanh in float on the CPU plus the fp32 arithmetic around it.
 constexpr double kTanhAllowance = 1.0 / 1024;
+constexpr double kTanhF32 = 8 * kEps32;
 
-void ExpectClose(const std::vector<float>& got, const std::vector<float>& want, Tolerance tol,
-                 const std::vector<double>& extra, const std::string& what) {
+// How far an error dt in tanh moves gelu(x) and gelu'(x).
+double GeluTanhSensitivity(double x) { return 0.5 * std::abs(x); }
+double GeluGradTanhSensitivity(double x) {
+  x = std::abs(x);
+  return 0.5 + 0.8 * x + 0.11 * x * x * x;
+}
+
+void ExpectClose(const std::vector<float>& got, const std::vector<float>& want,
+                 const std::vector<double>& allowed, const std::string& what) {
   ASSERT_EQ(got.size(), want.size()) << what;
+  ASSERT_EQ(allowed.size(), want.size()) << what;
   double worst = 0;
   size_t worst_i = 0;
   for (size_t i = 0; i < got.size(); ++i) {
     ASSERT_FALSE(std::isnan(got[i])) << what << " NaN at " << i;
-    const double allowed =
-        tol.atol + tol.rtol * std::abs(want[i]) + (extra.empty() ? 0.0 : extra[i]);
-    const double excess = std::abs(double{got[i]} - want[i]) - allowed;
+    const double excess = std::abs(double{got[i]} - want[i]) - allowed[i];
     if (excess > worst) {
       worst = excess;
       worst_i = i;
     }
   }
   EXPECT_EQ(worst, 0.0) << what << ": index " << worst_i << " got " << got[worst_i] << " want "
-                        << want[worst_i] << " (atol " << tol.atol << ", rtol " << tol.rtol << ")";
+                        << want[worst_i] << " (allowed " << allowed[worst_i] << ")";
+}
+
+std::vector<float> Abs(std::vector<float> v) {
+  for (float& x : v) x = std::abs(x);
+  return v;
+}
+
+// Host data of one problem, in the storage dtype. Weights scaled by
+// 1/sqrt(K) so pre-activations are O(1) and GELU's curved region is used.
+// Dyadic data are multiples of 1/64 (see ExactSumsAreRoundedOnce).
+struct Problem {
+  Shape s;
+  DType dtype;
+  std::vector<uint8_t> inp, weight, bias, dout, pre, dweight0, dbias0;
+  Problem(Shape shape, DType t, bool dyadic = false) : s(shape), dtype(t) {
+    auto data = [&](int64_t n, uint64_t seed, float lo = -1, float hi = 1) {
+      std::vector<float> v = RandomFloats(n, seed, lo, hi);
+      if (dyadic) {
+        for (float& x : v) x = std::round(x * 64) / 64;
+      }
+      return ToBytes(v, t);
+    };
+    const float w = 2.0f / std::sqrt(static_cast<float>(s.K));
+    inp = data(s.M * s.K, 1);
+    weight = data(s.N * s.K, 2, -w, w);
+    bias = data(s.N, 3);
+    dout = data(s.M * s.N, 4);
+    pre = data(s.M * s.K, 5, -3, 3);
+    dweight0 = data(s.N * s.K, 6);
+    dbias0 = data(s.N, 7);
+  }
+  size_t Bytes(int64_t elements) const { return elements * DTypeSize(dtype); }
+  std::vector<float> F(const std::vector<uint8_t>& b) const {
+    return FromBytes(b.data(), b.size() / DTypeSize(dtype), dtype);
+  }
+};
+
+struct ForwardResult {
+  std::vector<uint8_t> out, pre_gelu;
+};
+struct BackwardResult {
+  std::vector<uint8_t> dinp, dweight, dbias;
+};
+
+// CPU reference results, in the storage dtype.
+ForwardResult CpuForward(const Problem& pr, bool with_bias, bool with_gelu) {
+  const Shape s = pr.s;
+  ForwardResult r{std::vector<uint8_t>(pr.Bytes(s.M * s.N)),
+                  std::vector<uint8_t>(with_gelu ? pr.Bytes(s.M * s.N) : 0)};
+  MatmulForwardParams p;
+  p.inp = pr.inp.data();
+  p.weight = pr.weight.data();
+  p.bias = with_bias ? pr.bias.data() : nullptr;
+  p.out = r.out.data();
+  p.pre_gelu = with_gelu ? r.pre_gelu.data() : nullptr;
+  p.M = s.M;
+  p.N = s.N;
+  p.K = s.K;
+  p.dtype = pr.dtype;
+  EXPECT_TRUE(MatmulForward(OpContext::Cpu(), p).ok());
+  return r;
+}
+
+BackwardResult CpuBackward(const Problem& pr, bool with_gelu) {
+  const Shape s = pr.s;
+  BackwardResult r{std::vector<uint8_t>(pr.Bytes(s.M * s.K)), pr.dweight0, pr.dbias0};
+  MatmulBackwardParams p;
+  p.dout = pr.dout.data();
+  p.inp = pr.inp.data();
+  p.weight = pr.weight.data();
+  p.dinp = r.dinp.data();
+  p.inp_pre_gelu = with_gelu ? pr.pre.data() : nullptr;
+  p.dweight = r.dweight.data();
+  p.dbias = r.dbias.data();
+  p.M = s.M;
+  p.N = s.N;
+  p.K = s.K;
+  p.dtype = pr.dtype;
+  EXPECT_TRUE(MatmulBackward(OpContext::Cpu(), p).ok());
+  return r;
+}
+
+// Per output, the sum of the magnitudes its fp32 sum adds up (see
+// SumAllowance): the reference run in fp32 on absolute values.
+std::vector<float> ForwardMagnitude(const Problem& pr, bool with_bias) {
+  const Shape s = pr.s;
+  const std::vector<float> inp = Abs(pr.F(pr.inp)), weight = Abs(pr.F(pr.weight)),
+                           bias = Abs(pr.F(pr.bias));
+  std::vector<float> out(s.M * s.N);
+  MatmulForwardRef<float>(inp.data(), weight.data(), with_bias ? bias.data() : nullptr, out.data(),
+                          nullptr, s.M, s.N, s.K);
+  return out;
+}
+
+BackwardResult BackwardMagnitude(const Problem& pr) {
+  const Shape s = pr.s;
+  const std::vector<float> dout = Abs(pr.F(pr.dout)), inp = Abs(pr.F(pr.inp)),
+                           weight = Abs(pr.F(pr.weight));
+  std::vector<float> dinp(s.M * s.K), dweight = Abs(pr.F(pr.dweight0)),
+                                      dbias = Abs(pr.F(pr.dbias0));
+  MatmulBackwardRef<float>(dout.data(), inp.data(), weight.data(), dinp.data(), nullptr,
+                           dweight.data(), dbias.data(), s.M, s.N, s.K);
+  return {ToBytes(dinp, DType::kFloat32), ToBytes(dweight, DType::kFloat32),
+          ToBytes(dbias, DType::kFloat32)};
+}
+
+std::vector<float> F32(const std::vector<uint8_t>& b) {
+  return FromBytes(b.data(), b.size() / sizeof(float), DType::kFloat32);
 }
 
 class MatmulGpuFixture {
@@ -127,53 +253,11 @@ class MatmulGpuFixture {
     return out;
   }
 
-  cudaStream_t stream_ = nullptr;
-  cublasLtHandle_t lt_ = nullptr;
-  DeviceBuffer workspace_;
-  OpContext ctx_;
-};
-
-// Host data of one problem, in the storage dtype. Weights scaled by
-// 1/sqrt(K) so pre-activations are O(1) and GELU's curved region is used.
-struct Problem {
-  Shape s;
-  DType dtype;
-  std::vector<uint8_t> inp, weight, bias, dout, pre, dweight0, dbias0;
-  Problem(Shape shape, DType t) : s(shape), dtype(t) {
-    const float w = 2.0f / std::sqrt(static_cast<float>(s.K));
-    inp = ToBytes(RandomFloats(s.M * s.K, 1), t);
-    weight = ToBytes(RandomFloats(s.N * s.K, 2, -w, w), t);
-    bias = ToBytes(RandomFloats(s.N, 3), t);
-    dout = ToBytes(RandomFloats(s.M * s.N, 4), t);
-    pre = ToBytes(RandomFloats(s.M * s.K, 5, -3, 3), t);
-    dweight0 = ToBytes(RandomFloats(s.N * s.K, 6), t);
-    dbias0 = ToBytes(RandomFloats(s.N, 7), t);
-  }
-  size_t Bytes(int64_t elements) const { return elements * DTypeSize(dtype); }
-  std::vector<float> F(const std::vector<uint8_t>& b) const {
-    return FromBytes(b.data(), b.size() / DTypeSize(dtype), dtype);
-  }
-};
-
-struct ForwardResult {
-  std::vector<uint8_t> out, pre_gelu;
-};
-struct BackwardResult {
-  std::vector<uint8_t> dinp, dweight, dbias;
-};
-
-// ----------------------------------------------------------- parametrised --
-
-using Param = std::tuple<DType, Shape, bool>;  // dtype, shape, allow fused.
-
-class MatmulGpuTest : public MatmulGpuFixture, public ::testing::TestWithParam<Param> {
- protected:
-  void SetUp() override { Init(); }
-  void TearDown() override { Destroy(); }
-
   // Runs the forward on the GPU (through the public entry when fusion is
-  // allowed, through the launcher with fusion off otherwise).
-  ForwardResult GpuForward(const Problem& pr, bool with_bias, bool with_gelu, bool allow_fused) {
+  // allowed, through the launcher with fusion off otherwise), with the
+  // first `workspace_bytes` of the workspace.
+  ForwardResult GpuForward(const Problem& pr, bool with_bias, bool with_gelu, bool allow_fused,
+                           size_t workspace_bytes = kWorkspaceBytes) {
     const Shape s = pr.s;
     DeviceBuffer inp = Upload(pr.inp), weight = Upload(pr.weight), bias = Upload(pr.bias);
     DeviceBuffer out = Alloc(pr.Bytes(s.M * s.N)), pre = Alloc(pr.Bytes(s.M * s.N));
@@ -187,13 +271,15 @@ class MatmulGpuTest : public MatmulGpuFixture, public ::testing::TestWithParam<P
     p.N = s.N;
     p.K = s.K;
     p.dtype = pr.dtype;
+    OpContext ctx = ctx_;
+    ctx.workspace_bytes = workspace_bytes;
     absl::Status st;
     if (allow_fused) {
-      st = MatmulForward(ctx_, p);
+      st = MatmulForward(ctx, p);
     } else {
       MatmulCudaOptions o;
       o.allow_fused_epilogue = false;
-      st = MatmulForwardCuda(ctx_, p, o);
+      st = MatmulForwardCuda(ctx, p, o);
     }
     EXPECT_TRUE(st.ok()) << st;
     ForwardResult r;
@@ -202,7 +288,8 @@ class MatmulGpuTest : public MatmulGpuFixture, public ::testing::TestWithParam<P
     return r;
   }
 
-  BackwardResult GpuBackward(const Problem& pr, bool with_gelu, bool allow_fused) {
+  BackwardResult GpuBackward(const Problem& pr, bool with_gelu, bool allow_fused,
+                             size_t workspace_bytes = kWorkspaceBytes) {
     const Shape s = pr.s;
     DeviceBuffer dout = Upload(pr.dout), inp = Upload(pr.inp), weight = Upload(pr.weight),
                  pre = Upload(pr.pre), dweight = Upload(pr.dweight0), dbias = Upload(pr.dbias0);
@@ -220,18 +307,35 @@ class MatmulGpuTest : public MatmulGpuFixture, public ::testing::TestWithParam<P
     p.N = s.N;
     p.K = s.K;
     p.dtype = pr.dtype;
+    OpContext ctx = ctx_;
+    ctx.workspace_bytes = workspace_bytes;
     absl::Status st;
     if (allow_fused) {
-      st = MatmulBackward(ctx_, p);
+      st = MatmulBackward(ctx, p);
     } else {
       MatmulCudaOptions o;
       o.allow_fused_epilogue = false;
-      st = MatmulBackwardCuda(ctx_, p, o);
+      st = MatmulBackwardCuda(ctx, p, o);
     }
     EXPECT_TRUE(st.ok()) << st;
     return {Download(dinp, pr.Bytes(s.M * s.K)), Download(dweight, pr.Bytes(s.N * s.K)),
             Download(dbias, pr.Bytes(s.N))};
   }
+
+  cudaStream_t stream_ = nullptr;
+  cublasLtHandle_t lt_ = nullptr;
+  DeviceBuffer workspace_;
+  OpContext ctx_;
+};
+
+// ----------------------------------------------------------- parametrised --
+
+using Param = std::tuple<DType, Shape, bool>;  // dtype, shape, allow fused.
+
+class MatmulGpuTest : public MatmulGpuFixture, public ::testing::TestWithParam<Param> {
+ protected:
+  void SetUp() override { Init(); }
+  void TearDown() override { Destroy(); }
 };
 
 std::string What(const Problem& pr, bool fused, const std::string& part) {
@@ -244,40 +348,31 @@ TEST_P(MatmulGpuTest, ForwardMatchesCpuReference) {
   const Problem pr(shape, dtype);
   const Shape s = pr.s;
   for (const bool with_bias : {false, true}) {
+    const std::vector<float> magnitude = ForwardMagnitude(pr, with_bias);
     for (const bool with_gelu : {false, true}) {
-      std::vector<uint8_t> out_ref(pr.Bytes(s.M * s.N)), pre_ref(pr.Bytes(s.M * s.N));
-      MatmulForwardParams p;
-      p.inp = pr.inp.data();
-      p.weight = pr.weight.data();
-      p.bias = with_bias ? pr.bias.data() : nullptr;
-      p.out = out_ref.data();
-      p.pre_gelu = with_gelu ? pre_ref.data() : nullptr;
-      p.M = s.M;
-      p.N = s.N;
-      p.K = s.K;
-      p.dtype = dtype;
-      ASSERT_TRUE(MatmulForward(OpContext::Cpu(), p).ok());
-
+      const ForwardResult ref = CpuForward(pr, with_bias, with_gelu);
       const ForwardResult got = GpuForward(pr, with_bias, with_gelu, allow_fused);
       const std::string what = absl::StrCat(with_bias ? " +bias" : "", with_gelu ? " +gelu" : "");
       if (!with_gelu) {
-        const std::vector<float> ref = pr.F(out_ref);
-        ExpectClose(pr.F(got.out), ref, SumTolerance(dtype, s.K, ref), {},
+        const std::vector<float> out = pr.F(ref.out);
+        ExpectClose(pr.F(got.out), out, SumAllowance(dtype, s.K + 1, out, magnitude),
                     What(pr, allow_fused, "out" + what));
         continue;
       }
-      const std::vector<float> pre = pr.F(pre_ref), out = pr.F(out_ref);
-      const Tolerance pre_tol = SumTolerance(dtype, s.K, pre);
-      ExpectClose(pr.F(got.pre_gelu), pre, pre_tol, {}, What(pr, allow_fused, "pre_gelu" + what));
-      // gelu' <= 1.13 carries the pre-activation error (x2 for margin); the
-      // GELU itself may use an approximate tanh when fused.
-      std::vector<double> extra(pre.size());
-      for (size_t i = 0; i < pre.size(); ++i) {
-        extra[i] = 2 * (pre_tol.atol + pre_tol.rtol * std::abs(pre[i])) +
-                   (allow_fused ? kTanhAllowance * 0.5 * std::abs(pre[i]) : 0.0);
+      const std::vector<float> pre = pr.F(ref.pre_gelu), out = pr.F(ref.out);
+      ExpectClose(pr.F(got.pre_gelu), pre, SumAllowance(dtype, s.K + 1, pre, magnitude),
+                  What(pr, allow_fused, "pre_gelu" + what));
+      // Both sides take GELU of the unrounded fp32 sum: its difference
+      // carries over scaled by gelu' <= 1.13; then the tanh terms and one
+      // rounding of the output.
+      const double tanh_error = kTanhF32 + (allow_fused ? kTanhAllowance : 0.0);
+      std::vector<double> allowed = SumAllowance(dtype, s.K + 1, pre, magnitude);
+      for (size_t i = 0; i < allowed.size(); ++i) {
+        allowed[i] = 1.2 * (allowed[i] - DTypeEpsilon(dtype) * std::abs(pre[i])) +
+                     DTypeEpsilon(dtype) * std::abs(out[i]) +
+                     tanh_error * GeluTanhSensitivity(pre[i]);
       }
-      ExpectClose(pr.F(got.out), out, {0, 2 * DTypeEpsilon(dtype)}, extra,
-                  What(pr, allow_fused, "out" + what));
+      ExpectClose(pr.F(got.out), out, allowed, What(pr, allow_fused, "out" + what));
     }
   }
 }
@@ -286,54 +381,73 @@ TEST_P(MatmulGpuTest, BackwardMatchesCpuReference) {
   const auto [dtype, shape, allow_fused] = GetParam();
   const Problem pr(shape, dtype);
   const Shape s = pr.s;
+  const BackwardResult magnitude = BackwardMagnitude(pr);
+  const std::vector<float> dinp_mag = F32(magnitude.dinp), dweight_mag = F32(magnitude.dweight),
+                           dbias_mag = F32(magnitude.dbias);
+  // The plain product dout @ weight, for the GELU input's allowance.
+  const std::vector<float> plain = pr.F(CpuBackward(pr, /*with_gelu=*/false).dinp);
+  const std::vector<float> pre = pr.F(pr.pre);
   for (const bool with_gelu : {false, true}) {
-    BackwardResult ref{std::vector<uint8_t>(pr.Bytes(s.M * s.K)), pr.dweight0, pr.dbias0};
-    std::vector<uint8_t> plain_dinp(pr.Bytes(s.M * s.K));
-    MatmulBackwardParams p;
-    p.dout = pr.dout.data();
-    p.inp = pr.inp.data();
-    p.weight = pr.weight.data();
-    p.dinp = plain_dinp.data();
-    p.M = s.M;
-    p.N = s.N;
-    p.K = s.K;
-    p.dtype = dtype;
-    ASSERT_TRUE(MatmulBackward(OpContext::Cpu(), p).ok());
-    p.dinp = ref.dinp.data();
-    p.inp_pre_gelu = with_gelu ? pr.pre.data() : nullptr;
-    p.dweight = ref.dweight.data();
-    p.dbias = ref.dbias.data();
-    ASSERT_TRUE(MatmulBackward(OpContext::Cpu(), p).ok());
-
+    const BackwardResult ref = CpuBackward(pr, with_gelu);
     const BackwardResult got = GpuBackward(pr, with_gelu, allow_fused);
     const std::string what = with_gelu ? " (gelu input)" : "";
 
-    const std::vector<float> plain = pr.F(plain_dinp), dinp = pr.F(ref.dinp);
-    const std::vector<float> pre = pr.F(pr.pre);
-    const Tolerance plain_tol = SumTolerance(dtype, s.N, plain);
-    std::vector<double> extra;
+    const std::vector<float> dinp = pr.F(ref.dinp);
+    std::vector<double> allowed = SumAllowance(dtype, s.N, dinp, dinp_mag);
     if (with_gelu) {
-      // dinp = plain * gelu'(pre): gelu' <= 1.13 scales the product's error;
-      // unfused 16-bit rounds the product before scaling (one more ulp); a
-      // fused approximate tanh error dt moves gelu' by at most
-      // dt (0.5 + 0.8|x| + 0.11|x|^3).
-      extra.resize(dinp.size());
-      for (size_t i = 0; i < dinp.size(); ++i) {
-        const double x = std::abs(pre[i]);
-        extra[i] =
-            1.2 * (plain_tol.atol + plain_tol.rtol * std::abs(plain[i])) +
-            (allow_fused ? kTanhAllowance * std::abs(plain[i]) * (0.5 + 0.8 * x + 0.11 * x * x * x)
-                         : 0.0);
+      // dinp = plain * gelu'(pre), rounded once on both sides: the fp32 sum
+      // difference scaled by gelu' <= 1.13, and tanh differences moving
+      // gelu'.
+      for (size_t i = 0; i < allowed.size(); ++i) {
+        allowed[i] = 1.2 * (allowed[i] - DTypeEpsilon(dtype) * std::abs(dinp[i])) +
+                     DTypeEpsilon(dtype) * std::abs(dinp[i]) +
+                     (kTanhF32 + (allow_fused ? kTanhAllowance : 0.0)) * std::abs(plain[i]) *
+                         GeluGradTanhSensitivity(pre[i]);
       }
     }
-    ExpectClose(pr.F(got.dinp), with_gelu ? dinp : plain,
-                with_gelu ? Tolerance{0, 2 * DTypeEpsilon(dtype)} : plain_tol, extra,
-                What(pr, allow_fused, "dinp" + what));
+    ExpectClose(pr.F(got.dinp), dinp, allowed, What(pr, allow_fused, "dinp" + what));
     const std::vector<float> dweight = pr.F(ref.dweight), dbias = pr.F(ref.dbias);
-    ExpectClose(pr.F(got.dweight), dweight, SumTolerance(dtype, s.M, dweight), {},
+    ExpectClose(pr.F(got.dweight), dweight, SumAllowance(dtype, s.M + 1, dweight, dweight_mag),
                 What(pr, allow_fused, "dweight" + what));
-    ExpectClose(pr.F(got.dbias), dbias, SumTolerance(dtype, s.M, dbias), {},
+    ExpectClose(pr.F(got.dbias), dbias, SumAllowance(dtype, s.M + 1, dbias, dbias_mag),
                 What(pr, allow_fused, "dbias" + what));
+  }
+}
+
+// Multiples of 1/64 times multiples of 1/64 are multiples of 2^-12, and
+// every sum here stays below 2^12 in magnitude: all fp32 partial sums are
+// exact in any order, on either side. A result rounded once from fp32 is
+// then bitwise the reference's, while a 16-bit intermediate (the product
+// rounded before bias or C_old is added, split-K partial sums added in the
+// output type) shows up as a mismatch wherever it costs accuracy. GELU
+// outputs are left out (tanh is not exact), their inputs are not. A
+// workspace of a few rows forces the staged path through many chunks.
+TEST_P(MatmulGpuTest, ExactSumsAreRoundedOnce) {
+  const auto [dtype, shape, allow_fused] = GetParam();
+  const Problem pr(shape, dtype, /*dyadic=*/true);
+  const Shape s = pr.s;
+  const size_t few_rows = std::max<size_t>(3 * std::max(s.N, s.K) * sizeof(float),
+                                           MatmulBiasGradWorkspaceBytes(s.M, s.N));
+  for (const size_t workspace : {kWorkspaceBytes, few_rows}) {
+    const std::string ws = absl::StrCat(" workspace ", workspace);
+    for (const bool with_bias : {false, true}) {
+      for (const bool with_gelu : {false, true}) {
+        const ForwardResult ref = CpuForward(pr, with_bias, with_gelu);
+        const ForwardResult got = GpuForward(pr, with_bias, with_gelu, allow_fused, workspace);
+        const std::string what = absl::StrCat(with_bias ? " +bias" : "", ws);
+        if (with_gelu) {
+          EXPECT_EQ(pr.F(got.pre_gelu), pr.F(ref.pre_gelu))
+              << What(pr, allow_fused, "pre_gelu +gelu" + what);
+        } else {
+          EXPECT_EQ(pr.F(got.out), pr.F(ref.out)) << What(pr, allow_fused, "out" + what);
+        }
+      }
+    }
+    const BackwardResult ref = CpuBackward(pr, /*with_gelu=*/false);
+    const BackwardResult got = GpuBackward(pr, /*with_gelu=*/false, allow_fused, workspace);
+    EXPECT_EQ(pr.F(got.dinp), pr.F(ref.dinp)) << What(pr, allow_fused, "dinp" + ws);
+    EXPECT_EQ(pr.F(got.dweight), pr.F(ref.dweight)) << What(pr, allow_fused, "dweight" + ws);
+    EXPECT_EQ(pr.F(got.dbias), pr.F(ref.dbias)) << What(pr, allow_fused, "dbias" + ws);
   }
 }
 
@@ -454,12 +568,119 @@ TEST_F(MatmulGpuPathTest, TooSmallWorkspaceForDbiasIsResourceExhausted) {
   b.K = s.K;
   b.dtype = pr.dtype;
   OpContext ctx = ctx_;
-  ctx.workspace_bytes = MatmulBackwardWorkspaceBytes(s.M, s.N) - 1;
+  ctx.workspace_bytes = MatmulBiasGradWorkspaceBytes(s.M, s.N) - 1;
   const absl::Status st = MatmulBackward(ctx, b);
   EXPECT_EQ(st.code(), absl::StatusCode::kResourceExhausted);
   EXPECT_NE(st.message().find("workspace"), std::string::npos) << st;
   // Nothing was enqueued: dbias is untouched.
   EXPECT_EQ(Download(dbias, pr.Bytes(s.N)), pr.dbias0);
+}
+
+// A 16-bit result needing the unfused epilogue or dweight's accumulation is
+// staged in fp32 in the workspace; without room for one row of it the op
+// says so before enqueueing anything.
+TEST_F(MatmulGpuPathTest, SixteenBitStagingWithoutRoomForARowIsResourceExhausted) {
+  const Problem pr(Shape{4, 40, 24}, DType::kFloat16);
+  const Shape s = pr.s;
+  const std::vector<uint8_t> sentinel(pr.Bytes(s.M * s.N), 0x3c);
+  DeviceBuffer inp = Upload(pr.inp), weight = Upload(pr.weight), bias = Upload(pr.bias),
+               out = Upload(sentinel), dout = Upload(pr.dout), dweight = Upload(pr.dweight0);
+  MatmulForwardParams f;
+  f.inp = inp.get();
+  f.weight = weight.get();
+  f.bias = bias.get();
+  f.out = out.get();
+  f.M = s.M;
+  f.N = s.N;
+  f.K = s.K;
+  f.dtype = pr.dtype;
+  OpContext ctx = ctx_;
+  ctx.workspace_bytes = s.N * sizeof(float) - 1;
+  MatmulCudaOptions unfused;
+  unfused.allow_fused_epilogue = false;
+  absl::Status st = MatmulForwardCuda(ctx, f, unfused);
+  EXPECT_EQ(st.code(), absl::StatusCode::kResourceExhausted);
+  EXPECT_NE(st.message().find("workspace"), std::string::npos) << st;
+  EXPECT_EQ(Download(out, pr.Bytes(s.M * s.N)), sentinel);
+
+  MatmulBackwardParams b;
+  b.dout = dout.get();
+  b.inp = inp.get();
+  b.dweight = dweight.get();
+  b.M = s.M;
+  b.N = s.N;
+  b.K = s.K;
+  b.dtype = pr.dtype;
+  ctx.workspace_bytes = s.K * sizeof(float) - 1;
+  st = MatmulBackward(ctx, b);
+  EXPECT_EQ(st.code(), absl::StatusCode::kResourceExhausted);
+  EXPECT_NE(st.message().find("workspace"), std::string::npos) << st;
+  EXPECT_EQ(Download(dweight, pr.Bytes(s.N * s.K)), pr.dweight0);
+}
+
+double MaxError(const std::vector<float>& got, const std::vector<double>& exact) {
+  double worst = 0;
+  for (size_t i = 0; i < got.size(); ++i) worst = std::max(worst, std::abs(got[i] - exact[i]));
+  return worst;
+}
+
+// STYLE.md: a fused 16-bit kernel's error is at most about twice the
+// unfused computation's. Worst errors against double precision on the same
+// 16-bit inputs, at GPT-2's MLP shapes (where Gpt2ShapesUseFusedEpilogues
+// shows the epilogues fuse). The unfused path rounds once, so its worst is
+// half an ulp of the largest outputs. The fused DGELU measured 2.06x (fp16)
+// and 2.03x (bf16) on H100, as if it rounded the product before scaling it
+// by gelu': a relative error that cancellation cannot magnify, so "about
+// twice" gets a little room.
+constexpr double kAboutTwice = 2.25;
+
+TEST_F(MatmulGpuPathTest, FusedErrorIsAtMostTwiceUnfused) {
+  for (const DType dtype : {DType::kFloat16, DType::kBFloat16}) {
+    for (const Shape s : {Shape{256, 3072, 768}, Shape{256, 768, 3072}}) {
+      const Problem pr(s, dtype);
+      const std::vector<float> inp = pr.F(pr.inp), weight = pr.F(pr.weight),
+                               bias = pr.F(pr.bias), dout = pr.F(pr.dout), pre = pr.F(pr.pre);
+      const std::vector<double> inp_d(inp.begin(), inp.end()),
+          weight_d(weight.begin(), weight.end()), dout_d(dout.begin(), dout.end());
+      std::vector<double> weight_t(s.K * s.N);
+      for (int64_t n = 0; n < s.N; ++n) {
+        for (int64_t k = 0; k < s.K; ++k) weight_t[k * s.N + n] = weight[n * s.K + k];
+      }
+      std::vector<double> z = GemmRef<double>(false, true, s.M, s.N, s.K, inp_d.data(),
+                                              weight_d.data());
+      std::vector<double> gelu(z.size());
+      for (size_t i = 0; i < z.size(); ++i) {
+        z[i] += bias[i % s.N];
+        gelu[i] = GeluValue(z[i]);
+      }
+      std::vector<double> dinp = GemmRef<double>(false, true, s.M, s.K, s.N, dout_d.data(),
+                                                 weight_t.data());
+      for (size_t i = 0; i < dinp.size(); ++i) dinp[i] *= GeluGrad(double{pre[i]});
+
+      const ForwardResult bias_f = GpuForward(pr, true, false, true);
+      const ForwardResult bias_u = GpuForward(pr, true, false, false);
+      const ForwardResult gelu_f = GpuForward(pr, true, true, true);
+      const ForwardResult gelu_u = GpuForward(pr, true, true, false);
+      const BackwardResult back_f = GpuBackward(pr, true, true);
+      const BackwardResult back_u = GpuBackward(pr, true, false);
+      const std::string name = absl::StrCat(DTypeName(dtype), " M=", s.M, " N=", s.N, " K=", s.K);
+      const struct {
+        const char* what;
+        const std::vector<uint8_t>& fused;
+        const std::vector<uint8_t>& unfused;
+        const std::vector<double>& exact;
+      } checks[] = {{"out +bias", bias_f.out, bias_u.out, z},
+                    {"pre_gelu +bias +gelu", gelu_f.pre_gelu, gelu_u.pre_gelu, z},
+                    {"out +bias +gelu", gelu_f.out, gelu_u.out, gelu},
+                    {"dinp (gelu input)", back_f.dinp, back_u.dinp, dinp}};
+      for (const auto& c : checks) {
+        const double fused = MaxError(pr.F(c.fused), c.exact);
+        const double unfused = MaxError(pr.F(c.unfused), c.exact);
+        EXPECT_LE(fused, kAboutTwice * unfused) << c.what << " " << name << ": fused max error "
+                                                << fused << ", unfused " << unfused;
+      }
+    }
+  }
 }
 
 TEST_F(MatmulGpuPathTest, MissingCublasLtHandleIsInvalidArgument) {

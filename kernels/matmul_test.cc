@@ -523,11 +523,21 @@ TEST(MatmulTest, CudaContextIsRefusedBeforeAnyLaunch) {
   EXPECT_EQ(out, std::vector<float>(4, 5.0f));
 }
 
-TEST(MatmulTest, WorkspaceBytesCoverOneFloatPerColumnPerRowChunk) {
+// The backward's workspace holds one float per column per chunk of rows for
+// the bias gradient; both ops also stage 16-bit results in fp32 there.
+TEST(MatmulTest, WorkspaceBytesCoverBiasPartialsAndFp32Staging) {
   EXPECT_EQ(MatmulBackwardWorkspaceBytes(0, 10), 0u);
-  EXPECT_EQ(MatmulBackwardWorkspaceBytes(1, 10), 10 * sizeof(float));
-  EXPECT_EQ(MatmulBackwardWorkspaceBytes(256, 10), 10 * sizeof(float));
-  EXPECT_EQ(MatmulBackwardWorkspaceBytes(257, 10), 2 * 10 * sizeof(float));
+  EXPECT_EQ(MatmulForwardWorkspaceBytes(0, 10), 0u);
+  for (const int64_t N : {10, 50304}) {
+    for (const int64_t M : {1, 256, 257, 8192}) {
+      const size_t partials = (M + 255) / 256 * N * sizeof(float);
+      EXPECT_GE(MatmulBackwardWorkspaceBytes(M, N), partials) << M << " " << N;
+      // One fp32 row of the forward's [M, N] output.
+      EXPECT_GE(MatmulForwardWorkspaceBytes(M, N), N * sizeof(float)) << M << " " << N;
+      EXPECT_GE(MatmulBackwardWorkspaceBytes(M, N), MatmulForwardWorkspaceBytes(M, N))
+          << M << " " << N;
+    }
+  }
 }
 
 }  // namespace

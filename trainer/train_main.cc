@@ -136,8 +136,11 @@ int main(int argc, char** argv) {
   const absl::Status s = zt::Main(argc, argv);
   if (!s.ok()) {
     std::fprintf(stderr, "train: error: %s\n", s.ToString().c_str());
-    if (s.code() == absl::StatusCode::kInvalidArgument)
+    // Usage helps with a bad command line, not with a bad config value.
+    if (absl::StrContains(s.message(), "unknown flag") ||
+        absl::StrContains(s.message(), "needs a value")) {
       std::fputs(zt::kUsage, stderr);
+    }
     return s.code() == absl::StatusCode::kInvalidArgument ? 2 : 1;
   }
   return 0;
