@@ -1,6 +1,7 @@
 // train: trains a GPT from a text-format config.
 //
-//   train [--config=FILE] [--set=field.path=value ...]
+//   train [--config=FILE] [--set=field.path=value ...] [--resume]
+//         [--resume_from=DIR]
 //
 // With no config it runs the built-in default (a small GPT on the synthetic
 // corpus, CPU or GPU). Under mpirun every rank runs this same binary.
@@ -30,13 +31,19 @@ constexpr char kUsage[] =
     "default: built-in\n"
     "  --set=PATH=VALUE    override one field, e.g. --set=optimizer.lr=1e-3 "
     "(repeatable)\n"
-    "  --print_config      print the resolved config and exit\n";
+    "  --print_config      print the resolved config and exit\n"
+    "  --resume            continue from checkpoint.dir's latest checkpoint "
+    "(from step 0 if there is none yet)\n"
+    "  --resume_from=DIR   continue from this checkpoint (a step directory or "
+    "a checkpoint root)\n";
 
 struct Flags {
   std::string config;
   std::vector<std::string> sets;
   bool print_config = false;
   bool help = false;
+  bool resume = false;
+  std::string resume_from;
 };
 
 absl::StatusOr<Flags> ParseFlags(int argc, char** argv) {
@@ -70,7 +77,14 @@ absl::StatusOr<Flags> ParseFlags(int argc, char** argv) {
       f.sets.push_back(v);
       continue;
     }
-    if (a == "--print_config") {
+    ZT_ASSIGN_OR_RETURN(bool is_resume_from, value("--resume_from", &v));
+    if (is_resume_from) {
+      f.resume_from = v;
+      continue;
+    }
+    if (a == "--resume") {
+      f.resume = true;
+    } else if (a == "--print_config") {
       f.print_config = true;
     } else if (a == "--help" || a == "-h") {
       f.help = true;
@@ -105,7 +119,11 @@ absl::Status Main(int argc, char** argv) {
   ZT_ASSIGN_OR_RETURN(Device device, ChooseDevice(config, env.local_rank));
   ZT_ASSIGN_OR_RETURN(auto comm,
                       CreateCommunicator(CommunicatorBackend::kAuto, device));
-  ZT_ASSIGN_OR_RETURN(auto trainer, Trainer::Create(config, comm.get()));
+  TrainerOptions options;
+  options.resume = flags.resume;
+  options.resume_from = flags.resume_from;
+  ZT_ASSIGN_OR_RETURN(auto trainer,
+                      Trainer::Create(config, comm.get(), options));
   return trainer->Run();
 }
 

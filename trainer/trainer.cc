@@ -74,10 +74,17 @@ absl::StatusOr<Device> ChooseDevice(const TrainConfig& config, int local_rank) {
   }
 }
 
-Trainer::Trainer(const TrainConfig& config, Communicator* comm)
-    : config_(config), comm_(comm), scaler_(ScalerOptions(config)) {}
+Trainer::Trainer(const TrainConfig& config, Communicator* comm,
+                 const TrainerOptions& options)
+    : config_(config),
+      options_(options),
+      comm_(comm),
+      scaler_(ScalerOptions(config)) {}
 
 Trainer::~Trainer() {
+  // A background checkpoint write reads host copies only, but is joined
+  // before anything else goes.
+  checkpointer_.reset();
   // The engine and model free device memory; they go before the handle.
   model_.reset();
   engine_.reset();
@@ -88,8 +95,9 @@ Trainer::~Trainer() {
 }
 
 absl::StatusOr<std::unique_ptr<Trainer>> Trainer::Create(
-    const TrainConfig& config, Communicator* comm) {
-  std::unique_ptr<Trainer> t(new Trainer(config, comm));
+    const TrainConfig& config, Communicator* comm,
+    const TrainerOptions& options) {
+  std::unique_ptr<Trainer> t(new Trainer(config, comm, options));
   ZT_RETURN_IF_ERROR(t->Setup());
   return t;
 }
@@ -153,7 +161,72 @@ absl::Status Trainer::Setup() {
       config_.optimizer().lr() * config_.optimizer().min_lr_ratio();
   schedule_.warmup_steps = config_.optimizer().warmup_steps();
   schedule_.max_steps = config_.max_steps();
+  if (!config_.checkpoint().dir().empty()) {
+    ckpt::CheckpointWriterOptions co;
+    co.dir = config_.checkpoint().dir();
+    co.keep = config_.checkpoint().keep();
+    co.async = !options_.sync_checkpoints;
+    co.timeout = engine_->options().timeout;
+    co.verbose = comm_->rank() == 0;
+    ZT_ASSIGN_OR_RETURN(checkpointer_, ckpt::CheckpointWriter::Create(
+                                           co, config_, *layout_, comm_,
+                                           allocator_.get(), ctx_.stream));
+  }
+  std::string resume_path = options_.resume_from;
+  if (resume_path.empty() && options_.resume) {
+    if (config_.checkpoint().dir().empty()) {
+      return absl::InvalidArgumentError(
+          "--resume needs checkpoint.dir (or use --resume_from=DIR)");
+    }
+    ZT_ASSIGN_OR_RETURN(std::optional<std::string> latest,
+                        ckpt::FindLatest(config_.checkpoint().dir()));
+    if (latest) {
+      resume_path = *latest;
+    } else if (comm_->rank() == 0) {
+      std::printf("resume: no checkpoint in %s yet; starting from step 0\n",
+                  config_.checkpoint().dir().c_str());
+    }
+  }
+  if (!resume_path.empty()) ZT_RETURN_IF_ERROR(LoadCheckpoint(resume_path));
   return absl::OkStatus();
+}
+
+absl::Status Trainer::LoadCheckpoint(const std::string& path) {
+  ZT_ASSIGN_OR_RETURN(
+      ckpt::LoadedCheckpoint loaded,
+      ckpt::LoadCheckpoint(path, *layout_, engine_.get(), ctx_.stream));
+  step_ = loaded.training.step;
+  adam_steps_ = loaded.training.adam_steps;
+  scaler_.Restore(loaded.training.loss_scaler);
+  ZT_RETURN_IF_ERROR(Annotate(train_data_->Seek(loaded.training.data),
+                              absl::StrCat("resuming from ", loaded.dir)));
+  if (comm_->rank() == 0) {
+    std::printf(
+        "resume: loaded %s at step %lld (saved by %d rank(s) at ZeRO stage "
+        "%d)\n",
+        loaded.dir.c_str(), static_cast<long long>(step_),
+        loaded.saved_world_size, loaded.saved_stage);
+    std::fflush(stdout);
+  }
+  return absl::OkStatus();
+}
+
+absl::Status Trainer::SaveCheckpoint() {
+  if (checkpointer_ == nullptr) {
+    return absl::FailedPreconditionError(
+        "checkpoint.dir is not set: nowhere to save a checkpoint");
+  }
+  ckpt::TrainingState t;
+  t.step = step_;
+  t.adam_steps = adam_steps_;
+  t.loss_scaler = scaler_.state();
+  t.data = train_data_->position();
+  return checkpointer_->Save(ckpt::ViewOf(*engine_), t);
+}
+
+absl::Status Trainer::FinishCheckpoints() {
+  if (checkpointer_ == nullptr) return absl::OkStatus();
+  return checkpointer_->Finish();
 }
 
 std::optional<double> Trainer::entropy_floor() const {
@@ -278,6 +351,7 @@ absl::Status Trainer::Run() {
   const int eval_every = config_.eval().interval();
   double tokens = 0, seconds = 0, last_loss = NAN;
   std::optional<double> last_eval;
+  const int ckpt_every = config_.checkpoint().interval();
   while (step_ < config_.max_steps()) {
     ZT_ASSIGN_OR_RETURN(StepReport r, TrainStep());
     tokens += r.tokens;
@@ -310,7 +384,14 @@ absl::Status Trainer::Run() {
       last_eval = val;
       if (lead) ZT_RETURN_IF_ERROR(metrics->LogEval(step_, val));
     }
+    if (checkpointer_) {
+      ZT_RETURN_IF_ERROR(checkpointer_->Poll());
+      if ((ckpt_every > 0 && step_ % ckpt_every == 0) || last) {
+        ZT_RETURN_IF_ERROR(SaveCheckpoint());
+      }
+    }
   }
+  ZT_RETURN_IF_ERROR(FinishCheckpoints());
   if (lead) {
     std::printf("final train loss %.4f", last_loss);
     if (last_eval) std::printf(", val loss %.4f", *last_eval);

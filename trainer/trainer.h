@@ -9,8 +9,10 @@
 #include <cstdint>
 #include <memory>
 #include <optional>
+#include <string>
 
 #include "absl/status/statusor.h"
+#include "checkpoint/checkpointer.h"
 #include "kernels/core/device.h"
 #include "kernels/op_context.h"
 #include "trainer/config.pb.h"
@@ -36,20 +38,46 @@ struct StepReport {
   int64_t tokens = 0;    // global tokens in the step
 };
 
+// How a run starts and saves, beyond its config.
+struct TrainerOptions {
+  // Continue from checkpoint.dir's `latest` (from step 0 when nothing has
+  // been committed there yet).
+  bool resume = false;
+  // Continue from this checkpoint: a step directory or a checkpoint root.
+  // Must exist. Implies resume.
+  std::string resume_from;
+  // Write checkpoints on the training thread instead of in the background.
+  bool sync_checkpoints = false;
+};
+
 class Trainer {
  public:
   // `config` must be resolved and validated (ResolveConfig). `comm` outlives
-  // the trainer.
-  static absl::StatusOr<std::unique_ptr<Trainer>> Create(const TrainConfig& config,
-                                                         Communicator* comm);
+  // the trainer. Collective when resuming.
+  static absl::StatusOr<std::unique_ptr<Trainer>> Create(
+      const TrainConfig& config, Communicator* comm,
+      const TrainerOptions& options = {});
   ~Trainer();
 
   absl::StatusOr<StepReport> TrainStep();
   // Mean loss over the configured eval batches (from the start of the eval
   // data each time), averaged over ranks.
   absl::StatusOr<double> Evaluate();
-  // The whole run: steps until max_steps with logging and eval.
+  // The whole run: steps until max_steps with logging, eval, and
+  // checkpoints every checkpoint.interval steps and after the last step.
   absl::Status Run();
+
+  // Collective: starts saving a checkpoint of the current step into
+  // checkpoint.dir (FailedPrecondition when it is empty). In the background
+  // unless sync_checkpoints; an earlier save's failure is returned here.
+  absl::Status SaveCheckpoint();
+  // Collective: completes the save in flight; returns any save's failure.
+  absl::Status FinishCheckpoints();
+  // Collective: loads a checkpoint (a step directory or a root's latest)
+  // into this trainer: weights, moments, step counts, loss scaler, data
+  // position.
+  absl::Status LoadCheckpoint(const std::string& path);
+  ckpt::CheckpointWriter* checkpoint_writer() { return checkpointer_.get(); }
 
   // Test hook: the next TrainStep sees a non-finite gradient.
   void InjectNonFiniteGradientOnce() { inject_nonfinite_ = true; }
@@ -65,12 +93,16 @@ class Trainer {
   // Entropy rate of the synthetic corpus in nats, if training on it.
   std::optional<double> entropy_floor() const;
   int64_t adam_steps() const { return adam_steps_; }
+  void set_step(int64_t step) { step_ = step; }
+  void set_adam_steps(int64_t steps) { adam_steps_ = steps; }
 
  private:
-  Trainer(const TrainConfig& config, Communicator* comm);
+  Trainer(const TrainConfig& config, Communicator* comm,
+          const TrainerOptions& options);
   absl::Status Setup();
 
   TrainConfig config_;
+  TrainerOptions options_;
   Communicator* comm_;
   Device device_;
   std::unique_ptr<Allocator> allocator_;
@@ -88,6 +120,7 @@ class Trainer {
   int64_t step_ = 0;
   int64_t adam_steps_ = 0;
   bool inject_nonfinite_ = false;
+  std::unique_ptr<ckpt::CheckpointWriter> checkpointer_;
 };
 
 // Picks the device for this rank: CUDA (GPU local_rank % count) when the
