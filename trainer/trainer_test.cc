@@ -120,6 +120,25 @@ TEST(TrainerTest, SameSeedSameBits) {
   EXPECT_EQ(Master(*a.trainer), Master(*b.trainer));
 }
 
+TEST(TrainerTest, EveryStageOnOneRankMatchesStageZero) {
+  std::vector<double> reference;
+  for (int stage = 0; stage <= 3; ++stage) {
+    auto sets = TinyModel();
+    sets.push_back("zero.stage=STAGE_" + std::to_string(stage));
+    TrainerRun run = MakeRun(sets);
+    for (int i = 0; i < 4; ++i) {
+      auto r = run.trainer->TrainStep();
+      ASSERT_TRUE(r.ok()) << r.status();
+      EXPECT_GT(r->grad_norm, 0) << "stage " << stage << " step " << i;
+      if (stage == 0) {
+        reference.push_back(r->loss);
+      } else {
+        EXPECT_EQ(r->loss, reference[i]) << "stage " << stage << " step " << i;
+      }
+    }
+  }
+}
+
 TEST(TrainerTest, LearnsTheSyntheticCorpus) {
   auto sets = TinyModel();
   sets.push_back("optimizer.lr=0.003");

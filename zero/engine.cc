@@ -468,7 +468,9 @@ absl::Status ZeroEngine::Release(int unit, Pass pass) {
 absl::Status ZeroEngine::FinishGradients() {
   for (int s = 0; s < 3; ++s) ZT_RETURN_IF_ERROR(DrainReduce(s));
   ZT_RETURN_IF_ERROR(SynchronizeStream(alloc_->device(), ctx_.stream));
-  if (comm_->world_size() == 1 && opt_.stage < 2) return absl::OkStatus();
+  // Stage 0 on one rank has nothing to reduce; stage 1 still moves its
+  // gradient into the shard buffer the optimizer reads.
+  if (comm_->world_size() == 1 && opt_.stage == 0) return absl::OkStatus();
   std::vector<std::unique_ptr<WorkHandle>> handles;
   const std::vector<Range> buckets =
       MakeBuckets({0, layout_.numel()}, opt_.reduce_bucket_elements, {});
