@@ -526,7 +526,7 @@ __device__ __forceinline__ void Mma<__half>(float (&d)[4], const uint32_t (&a)[4
 }
 template <>
 __device__ __forceinline__ void Mma<__nv_bfloat16>(float (&d)[4], const uint32_t (&a)[4],
-                                                    uint32_t b0, uint32_t b1) {
+                                                   uint32_t b0, uint32_t b1) {
   asm volatile(
       "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, "
       "{%8,%9}, {%0,%1,%2,%3};\n"
@@ -556,8 +556,7 @@ __device__ __forceinline__ void LdMatrixTrans(uint32_t (&r)[4], const void* smem
 // A operand (16x16 at rows r0.., columns c0..): matrices (rows 0-7, cols
 // 0-7), (8-15, 0-7), (0-7, 8-15), (8-15, 8-15) are a0..a3.
 template <typename T>
-__device__ __forceinline__ void LoadA(uint32_t (&a)[4], const T* tile, int stride, int r0,
-                                      int c0) {
+__device__ __forceinline__ void LoadA(uint32_t (&a)[4], const T* tile, int stride, int r0, int c0) {
   const int lane = threadIdx.x % 32, m = lane / 8;
   LdMatrix(a, tile + (r0 + (m & 1) * 8 + lane % 8) * stride + c0 + (m >> 1) * 8);
 }
@@ -581,21 +580,38 @@ __device__ __forceinline__ void LoadBFromKN(uint32_t (&b)[4], const T* tile, int
   LdMatrixTrans(b, tile + (k0 + (m & 1) * 8 + lane % 8) * stride + n0 + (m >> 1) * 8);
 }
 
-// Copies rows [row0, row0 + kTcRows) of one head (src at row 0, channel 0;
-// rows `ld` elements apart) into a padded tile, 16 bytes per thread and
-// step; rows past `seq` become zero (a zero V or dO row times a zero
-// probability must stay zero, never NaN).
+// Starts copying rows [row0, row0 + kTcRows) of one head (src at row 0,
+// channel 0; rows `ld` elements apart) into a padded tile with cp.async, 16
+// bytes per copy. Rows past `seq` are zero-filled (a copy of 0 source bytes
+// from row 0, which always exists): a zero V or dO row times a zero
+// probability must stay zero, never NaN. The data is there after
+// CpAsyncWait and a barrier, so the next step's tile can load while this
+// one is in use.
 template <typename T, int HS>
-__device__ __forceinline__ void TcLoadTile(T* dst, const T* __restrict__ src, int64_t ld,
-                                           int row0, int seq) {
+__device__ __forceinline__ void TcLoadTileAsync(T* dst, const T* __restrict__ src, int64_t ld,
+                                                int row0, int seq) {
   constexpr int kChunks = HS / 8;
   for (int idx = threadIdx.x; idx < kTcRows * kChunks; idx += kTcThreads) {
     const int r = idx / kChunks, c = idx % kChunks;
     const int row = row0 + r;
-    uint4 v = make_uint4(0, 0, 0, 0);
-    if (row < seq) v = *reinterpret_cast<const uint4*>(src + row * ld + c * 8);
-    *reinterpret_cast<uint4*>(dst + r * TcStride<HS>() + c * 8) = v;
+    const bool in = row < seq;
+    const T* from = src + (in ? row : 0) * ld + c * 8;
+    const uint32_t to =
+        static_cast<uint32_t>(__cvta_generic_to_shared(dst + r * TcStride<HS>() + c * 8));
+    asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(to), "l"(from),
+                 "r"(in ? 16 : 0)
+                 : "memory");
   }
+}
+
+__device__ __forceinline__ void CpAsyncCommit() {
+  asm volatile("cp.async.commit_group;\n" ::: "memory");
+}
+
+// Waits until at most N of this thread's committed copy groups are pending.
+template <int N>
+__device__ __forceinline__ void CpAsyncWait() {
+  asm volatile("cp.async.wait_group %0;\n" ::"n"(N) : "memory");
 }
 
 // Row max and sum over the 4 lanes (t = 0..3) that share a row; the
@@ -643,7 +659,7 @@ __device__ __forceinline__ void TcStoreRows(T* __restrict__ base, int64_t ld, in
 
 template <int HS>
 constexpr size_t TcForwardSmemBytes() {
-  return 3 * TcTileBytes<HS>();  // q, k, v
+  return 5 * TcTileBytes<HS>();  // q, and k, v twice (this tile, the next)
 }
 
 // grid = (B * NH, ceil(T / 64)), query tiles from the last as in
@@ -654,9 +670,9 @@ __global__ void __launch_bounds__(kTcThreads)
                     int seq, int C, int NH, float scale_log2) {
   constexpr int kS = TcStride<HS>();
   extern __shared__ uint4 tc_smem[];
+  constexpr int kTileElems = kTcRows * kS;
   T* q_s = reinterpret_cast<T*>(tc_smem);
-  T* k_s = q_s + kTcRows * kS;
-  T* v_s = k_s + kTcRows * kS;
+  T* kv_s = q_s + kTileElems;  // buffer i: k at kv_s + 2i tiles, v one tile later
 
   const int bh = blockIdx.x;
   const int b = bh / NH, h = bh % NH;
@@ -666,7 +682,11 @@ __global__ void __launch_bounds__(kTcThreads)
   const int64_t ld = 3 * static_cast<int64_t>(C);
   const T* q_base = qkv + static_cast<int64_t>(b) * seq * ld + h * hs;
 
-  TcLoadTile<T, HS>(q_s, q_base, ld, q0, seq);
+  TcLoadTileAsync<T, HS>(q_s, q_base, ld, q0, seq);
+  TcLoadTileAsync<T, HS>(kv_s, q_base + C, ld, 0, seq);
+  TcLoadTileAsync<T, HS>(kv_s + kTileElems, q_base + 2 * C, ld, 0, seq);
+  CpAsyncCommit();
+  CpAsyncWait<0>();
   __syncthreads();
   uint32_t qf[HS / 16][4];
 #pragma unroll
@@ -679,10 +699,20 @@ __global__ void __launch_bounds__(kTcThreads)
 #pragma unroll
   for (int nt = 0; nt < HS / 8; ++nt) o[nt][0] = o[nt][1] = o[nt][2] = o[nt][3] = 0.0f;
 
-  for (int k0 = 0; k0 <= q0; k0 += kTcCols) {
-    __syncthreads();  // the previous tile's k_s, v_s are no longer read
-    TcLoadTile<T, HS>(k_s, q_base + C, ld, k0, seq);
-    TcLoadTile<T, HS>(v_s, q_base + 2 * C, ld, k0, seq);
+  for (int k0 = 0, buf = 0; k0 <= q0; k0 += kTcCols, buf ^= 1) {
+    const T* k_s = kv_s + 2 * buf * kTileElems;
+    const T* v_s = k_s + kTileElems;
+    if (k0 + kTcCols <= q0) {
+      // Prefetch the next tile into the other buffer; the barrier that ended
+      // the previous step means no warp still reads it.
+      T* next = kv_s + 2 * (buf ^ 1) * kTileElems;
+      TcLoadTileAsync<T, HS>(next, q_base + C, ld, k0 + kTcCols, seq);
+      TcLoadTileAsync<T, HS>(next + kTileElems, q_base + 2 * C, ld, k0 + kTcCols, seq);
+      CpAsyncCommit();
+      CpAsyncWait<1>();  // this tile's group is done, the next may be pending
+    } else {
+      CpAsyncWait<0>();
+    }
     __syncthreads();
 
     float s[kTcCols / 8][4];
@@ -754,6 +784,7 @@ __global__ void __launch_bounds__(kTcThreads)
         Mma<T>(o[2 * np + 1], pa, bf[2], bf[3]);
       }
     }
+    __syncthreads();  // this buffer is free for the step after next's prefetch
   }
 
   float inv_l[2];
@@ -775,28 +806,30 @@ __global__ void __launch_bounds__(kTcThreads)
 
 template <int HS>
 constexpr size_t TcBackwardKVSmemBytes() {
-  // k, v, q, dout tiles; lse (log2 units) and D per query.
-  return 4 * TcTileBytes<HS>() + 2 * sizeof(float) * kTcCols;
+  // k, v; then twice (this query tile, the next) q, dout, and lse (log2
+  // units) and D per query.
+  return 6 * TcTileBytes<HS>() + 4 * sizeof(float) * kTcCols;
 }
 
 // dK and dV for one tile of 64 keys (warp w: keys 16w..16w+15), accumulated
 // over every query tile at or after it. Scores are computed transposed
 // (S^T = K Q^T, dP^T = V dO^T) so that P^T and dS^T come out in the A
 // layout for dV += P^T dO and dK += dS^T Q. grid = (B * NH, ceil(T / 64)).
+// Three blocks per SM at HS = 64 (the register budget the kernel fits in
+// without spills); at 128 the accumulators need the full 255.
 template <typename T, int HS>
-__global__ void __launch_bounds__(kTcThreads)
+__global__ void __launch_bounds__(kTcThreads, HS == 64 ? 3 : 1)
     TcBackwardKVKernel(const T* __restrict__ dout, const T* __restrict__ qkv,
                        const float* __restrict__ lse, const float* __restrict__ row_dot,
                        T* __restrict__ dqkv, int seq, int C, int NH, float scale,
                        float scale_log2) {
   constexpr int kS = TcStride<HS>();
   extern __shared__ uint4 tc_smem[];
+  constexpr int kTileElems = kTcRows * kS;
   T* k_s = reinterpret_cast<T*>(tc_smem);
-  T* v_s = k_s + kTcRows * kS;
-  T* q_s = v_s + kTcRows * kS;
-  T* do_s = q_s + kTcCols * kS;
-  float* lse_s = reinterpret_cast<float*>(do_s + kTcCols * kS);
-  float* d_s = lse_s + kTcCols;
+  T* v_s = k_s + kTileElems;
+  T* qdo_s = v_s + kTileElems;  // buffer i: q at qdo_s + 2i tiles, dout one tile later
+  float* stats_s = reinterpret_cast<float*>(qdo_s + 4 * kTileElems);  // buffer i: lse, D
 
   const int bh = blockIdx.x;
   const int b = bh / NH, h = bh % NH;
@@ -809,8 +842,22 @@ __global__ void __launch_bounds__(kTcThreads)
   const float* lse_bh = lse + static_cast<int64_t>(bh) * seq;
   const float* dot_bh = row_dot + static_cast<int64_t>(bh) * seq;
 
-  TcLoadTile<T, HS>(k_s, q_base + C, ld, k0, seq);
-  TcLoadTile<T, HS>(v_s, q_base + 2 * C, ld, k0, seq);
+  // Stages query tile q0 (q, dout, lse, D) into buffer `buf`.
+  const auto stage = [&](int q0, int buf) {
+    T* q_dst = qdo_s + 2 * buf * kTileElems;
+    TcLoadTileAsync<T, HS>(q_dst, q_base, ld, q0, seq);
+    TcLoadTileAsync<T, HS>(q_dst + kTileElems, do_base, C, q0, seq);
+    CpAsyncCommit();
+    if (threadIdx.x < kTcCols) {
+      const int q = q0 + threadIdx.x;
+      float* stats = stats_s + 2 * buf * kTcCols;
+      stats[threadIdx.x] = q < seq ? lse_bh[q] * kLog2E : 0.0f;
+      stats[kTcCols + threadIdx.x] = q < seq ? dot_bh[q] : 0.0f;
+    }
+  };
+  TcLoadTileAsync<T, HS>(k_s, q_base + C, ld, k0, seq);
+  TcLoadTileAsync<T, HS>(v_s, q_base + 2 * C, ld, k0, seq);
+  stage(k0, 0);  // commits k and v with it
 
   const int key_lo = k0 + warp * 16 + g;
   float dk[HS / 8][4], dv[HS / 8][4];
@@ -820,14 +867,16 @@ __global__ void __launch_bounds__(kTcThreads)
     for (int e = 0; e < 4; ++e) dk[nt][e] = dv[nt][e] = 0.0f;
   }
 
-  for (int q0 = k0; q0 < seq; q0 += kTcCols) {
-    __syncthreads();  // the previous query tile is no longer read
-    TcLoadTile<T, HS>(q_s, q_base, ld, q0, seq);
-    TcLoadTile<T, HS>(do_s, do_base, C, q0, seq);
-    if (threadIdx.x < kTcCols) {
-      const int q = q0 + threadIdx.x;
-      lse_s[threadIdx.x] = q < seq ? lse_bh[q] * kLog2E : 0.0f;
-      d_s[threadIdx.x] = q < seq ? dot_bh[q] : 0.0f;
+  for (int q0 = k0, buf = 0; q0 < seq; q0 += kTcCols, buf ^= 1) {
+    const T* q_s = qdo_s + 2 * buf * kTileElems;
+    const T* do_s = q_s + kTileElems;
+    const float* lse_s = stats_s + 2 * buf * kTcCols;
+    const float* d_s = lse_s + kTcCols;
+    if (q0 + kTcCols < seq) {
+      stage(q0 + kTcCols, buf ^ 1);  // the other buffer: free since the last barrier
+      CpAsyncWait<1>();
+    } else {
+      CpAsyncWait<0>();
     }
     __syncthreads();
 
@@ -883,6 +932,7 @@ __global__ void __launch_bounds__(kTcThreads)
         Mma<T>(dk[2 * np + 1], dsa, qb[2], qb[3]);
       }
     }
+    __syncthreads();  // this buffer is free for the step after next's prefetch
   }
 
   T* dk_base = dqkv + static_cast<int64_t>(b) * seq * ld + C + h * hs;
@@ -892,7 +942,7 @@ __global__ void __launch_bounds__(kTcThreads)
 
 template <int HS>
 constexpr size_t TcBackwardQSmemBytes() {
-  return 4 * TcTileBytes<HS>();  // q, dout, k, v
+  return 6 * TcTileBytes<HS>();  // q, dout, and k, v twice (this tile, the next)
 }
 
 // dQ for one tile of 64 queries, over every key tile up to the diagonal.
@@ -901,14 +951,13 @@ template <typename T, int HS>
 __global__ void __launch_bounds__(kTcThreads)
     TcBackwardQKernel(const T* __restrict__ dout, const T* __restrict__ qkv,
                       const float* __restrict__ lse, const float* __restrict__ row_dot,
-                      T* __restrict__ dqkv, int seq, int C, int NH, float scale,
-                      float scale_log2) {
+                      T* __restrict__ dqkv, int seq, int C, int NH, float scale, float scale_log2) {
   constexpr int kS = TcStride<HS>();
   extern __shared__ uint4 tc_smem[];
+  constexpr int kTileElems = kTcRows * kS;
   T* q_s = reinterpret_cast<T*>(tc_smem);
-  T* do_s = q_s + kTcRows * kS;
-  T* k_s = do_s + kTcRows * kS;
-  T* v_s = k_s + kTcCols * kS;
+  T* do_s = q_s + kTileElems;
+  T* kv_s = do_s + kTileElems;  // buffer i: k at kv_s + 2i tiles, v one tile later
 
   const int bh = blockIdx.x;
   const int b = bh / NH, h = bh % NH;
@@ -919,8 +968,11 @@ __global__ void __launch_bounds__(kTcThreads)
   const T* q_base = qkv + static_cast<int64_t>(b) * seq * ld + h * hs;
   const T* do_base = dout + static_cast<int64_t>(b) * seq * C + h * hs;
 
-  TcLoadTile<T, HS>(q_s, q_base, ld, q0, seq);
-  TcLoadTile<T, HS>(do_s, do_base, C, q0, seq);
+  TcLoadTileAsync<T, HS>(q_s, q_base, ld, q0, seq);
+  TcLoadTileAsync<T, HS>(do_s, do_base, C, q0, seq);
+  TcLoadTileAsync<T, HS>(kv_s, q_base + C, ld, 0, seq);
+  TcLoadTileAsync<T, HS>(kv_s + kTileElems, q_base + 2 * C, ld, 0, seq);
+  CpAsyncCommit();
 
   const int row_lo = q0 + warp * 16 + g;
   float row_lse[2], row_d[2];
@@ -934,10 +986,18 @@ __global__ void __launch_bounds__(kTcThreads)
 #pragma unroll
   for (int nt = 0; nt < HS / 8; ++nt) dq[nt][0] = dq[nt][1] = dq[nt][2] = dq[nt][3] = 0.0f;
 
-  for (int k0 = 0; k0 <= q0; k0 += kTcCols) {
-    __syncthreads();  // the previous key tile is no longer read (and q_s, do_s are written)
-    TcLoadTile<T, HS>(k_s, q_base + C, ld, k0, seq);
-    TcLoadTile<T, HS>(v_s, q_base + 2 * C, ld, k0, seq);
+  for (int k0 = 0, buf = 0; k0 <= q0; k0 += kTcCols, buf ^= 1) {
+    const T* k_s = kv_s + 2 * buf * kTileElems;
+    const T* v_s = k_s + kTileElems;
+    if (k0 + kTcCols <= q0) {
+      T* next = kv_s + 2 * (buf ^ 1) * kTileElems;  // free since the last barrier
+      TcLoadTileAsync<T, HS>(next, q_base + C, ld, k0 + kTcCols, seq);
+      TcLoadTileAsync<T, HS>(next + kTileElems, q_base + 2 * C, ld, k0 + kTcCols, seq);
+      CpAsyncCommit();
+      CpAsyncWait<1>();
+    } else {
+      CpAsyncWait<0>();
+    }
     __syncthreads();
 
     float s[kTcCols / 8][4], dp[kTcCols / 8][4];
@@ -987,6 +1047,7 @@ __global__ void __launch_bounds__(kTcThreads)
         Mma<T>(dq[2 * np + 1], dsa, kb[2], kb[3]);
       }
     }
+    __syncthreads();  // this buffer is free for the step after next's prefetch
   }
 
   TcStoreRows<T, HS>(dqkv + static_cast<int64_t>(b) * seq * ld + h * hs, ld, q0 + warp * 16, seq,
@@ -1118,9 +1179,8 @@ absl::Status TcForwardTyped(cudaStream_t stream, const Shape& s, const void* qkv
 }
 
 template <typename T, int HS>
-absl::Status TcBackwardTyped(cudaStream_t stream, const Shape& s, const void* dout,
-                             const void* qkv, const void* out, const float* lse, float* row_dot,
-                             void* dqkv) {
+absl::Status TcBackwardTyped(cudaStream_t stream, const Shape& s, const void* dout, const void* qkv,
+                             const void* out, const float* lse, float* row_dot, void* dqkv) {
   const int seq = static_cast<int>(s.T), C = static_cast<int>(s.C), NH = static_cast<int>(s.NH),
             hs = static_cast<int>(s.hs);
   const float scale = 1.0f / std::sqrt(static_cast<float>(s.hs));
@@ -1139,8 +1199,8 @@ absl::Status TcBackwardTyped(cudaStream_t stream, const Shape& s, const void* do
   const auto kv_kernel = TcBackwardKVKernel<T, HS>;
   constexpr size_t kv_smem = TcBackwardKVSmemBytes<HS>();
   if (absl::Status st = SetSmem(kv_kernel, kv_smem); !st.ok()) return st;
-  kv_kernel<<<grid, kTcThreads, kv_smem, stream>>>(dout_t, qkv_t, lse, row_dot, dqkv_t, seq, C,
-                                                   NH, scale, scale * kLog2E);
+  kv_kernel<<<grid, kTcThreads, kv_smem, stream>>>(dout_t, qkv_t, lse, row_dot, dqkv_t, seq, C, NH,
+                                                   scale, scale * kLog2E);
   ZT_CUDA_RETURN_IF_LAUNCH_ERROR("TcBackwardKVKernel");
 
   const auto q_kernel = TcBackwardQKernel<T, HS>;
@@ -1163,7 +1223,6 @@ absl::Status DispatchTc(DType dtype, int64_t hs, Fn&& fn) {
   if (dtype == DType::kFloat16) return by_size(TypeTag<__half>{});
   return by_size(TypeTag<__nv_bfloat16>{});
 }
-
 
 // Calls fn(TypeTag<storage type>, SizeTag<padded head size>).
 template <typename Fn>
@@ -1212,8 +1271,8 @@ absl::Status LaunchAttentionBackward(cudaStream_t stream, int64_t B, int64_t T, 
   if (UseTensorCores(dtype, s.hs, {dout, qkv, dqkv})) {
     return DispatchTc(dtype, s.hs, [&](auto type_tag, auto size_tag) {
       using Tp = typename decltype(type_tag)::type;
-      return TcBackwardTyped<Tp, decltype(size_tag)::value>(stream, s, dout, qkv, out, lse,
-                                                            row_dot, dqkv);
+      return TcBackwardTyped<Tp, decltype(size_tag)::value>(stream, s, dout, qkv, out, lse, row_dot,
+                                                            dqkv);
     });
   }
   return Dispatch(dtype, s.hs, [&](auto type_tag, auto size_tag) {

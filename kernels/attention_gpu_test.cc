@@ -23,9 +23,9 @@
 #include <cmath>
 #include <cstdio>
 #include <cstring>
-#include <thread>
 #include <memory>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "absl/status/status.h"
@@ -84,7 +84,9 @@ Slack TensorCoreSlack(const AttentionParams& p, const std::vector<float>& qkv,
     const auto q = [&](int64_t t) { return &qkv[(b * T + t) * 3 * C + h * hs]; };
     const auto k = [&](int64_t t) { return q(t) + C; };
     const auto v = [&](int64_t t) { return q(t) + 2 * C; };
-    const auto row = [&](const std::vector<float>& x, int64_t t) { return &x[(b * T + t) * C + h * hs]; };
+    const auto row = [&](const std::vector<float>& x, int64_t t) {
+      return &x[(b * T + t) * C + h * hs];
+    };
     for (int64_t i = 0; i < T; ++i) {
       double row_dot = 0;
       for (int64_t d = 0; d < hs; ++d) row_dot += double{row(dout, i)[d]} * row(out, i)[d];
@@ -113,7 +115,8 @@ Slack TensorCoreSlack(const AttentionParams& p, const std::vector<float>& qkv,
   };
   // Heads touch disjoint elements, so they can run on separate threads.
   const int64_t pairs = p.B * p.NH;
-  const int64_t threads = std::min<int64_t>(pairs, std::max(1u, std::thread::hardware_concurrency()));
+  const int64_t threads =
+      std::min<int64_t>(pairs, std::max(1u, std::thread::hardware_concurrency()));
   std::vector<std::thread> workers;
   for (int64_t w = 0; w < threads; ++w) {
     workers.emplace_back([&, w] {
@@ -231,10 +234,9 @@ class AttentionGpuTest : public ::testing::Test {
     ExpectAllClose(FromBytes(lse1.data(), n_lse, DType::kFloat32), lse_ref, 2e-5,
                    2 * DTypeEpsilon(DType::kFloat32), "lse " + what);
     if (UsesTensorCores(p)) {
-      const Slack slack =
-          TensorCoreSlack(p, FromBytes(qkv.data(), n_qkv, p.dtype),
-                          FromBytes(dout.data(), n_out, p.dtype),
-                          FromBytes(out_ref.data(), n_out, p.dtype), lse_ref);
+      const Slack slack = TensorCoreSlack(p, FromBytes(qkv.data(), n_qkv, p.dtype),
+                                          FromBytes(dout.data(), n_out, p.dtype),
+                                          FromBytes(out_ref.data(), n_out, p.dtype), lse_ref);
       ExpectCloseWithSlack(FromBytes(out1.data(), n_out, p.dtype),
                            FromBytes(out_ref.data(), n_out, p.dtype), 2e-5, rtol, slack.out,
                            "out (tensor cores) " + what);
