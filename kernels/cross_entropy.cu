@@ -1,10 +1,11 @@
-// CUDA fused softmax + cross-entropy: one block per row, which moves the
-// minimum: the row is read twice and written once. Pass 1 keeps an online
+// CUDA fused softmax + cross-entropy: one block per row, reading the row from
+// memory once and writing it once, the minimum. Pass 1 keeps an online
 // (max, sum of exp) pair per thread in fp32 and combines the pairs across the
-// block in a fixed tree; pass 2 re-reads the row (L2-resident: one 1024-thread
-// block per SM keeps the re-read distance to about 13 MB of traffic at
-// GPT-2 shapes) and overwrites it with the gradient. Probabilities are never
-// stored.
+// block in a fixed tree; pass 2 overwrites the row with the gradient.
+// Probabilities are never stored. Pass 2 re-reads the row from shared
+// memory, where pass 1 left it, when the row fits twice per SM (16-bit GPT-2
+// rows, 100 KB, do); otherwise from L2, with one 1024-thread block per SM
+// so that little other traffic passes through L2 between the two reads.
 //
 // The arithmetic is kept to a few instructions per element, since at about
 // 3 TB/s an H100 has only about ten fp32 instructions per bf16 logit: __expf
@@ -104,8 +105,12 @@ __device__ __forceinline__ MaxSum WarpCombine(MaxSum v) {
 // Kernels
 
 constexpr int kMaxThreads = 1024;
+// Threads per block when the row is kept in shared memory: two blocks per SM.
+constexpr int kSmemThreads = 512;
+// Largest row kept in shared memory: two per SM on an H100 (228 KB).
+constexpr size_t kMaxSmemRowBytes = 112 * 1024;
 // Vectors a thread loads before using any: enough bytes in flight per SM to
-// cover DRAM latency with one block per SM.
+// cover DRAM latency.
 constexpr int kUnroll = 4;
 
 // Adds one vector (all of whose elements are real logits) to a running pair.
@@ -149,11 +154,15 @@ __device__ __forceinline__ void StoreStreaming(T* p, const Pack<T, VW>& v) {
 
 // Targets outside [0, V) (the ignore value -1 included) give loss 0 and, with
 // compute_grad, an all-zero row: checking them would need a host sync.
-template <typename T, int VW>
-__global__ void __launch_bounds__(kMaxThreads, 1)
+// With kRowInSmem, dynamic shared memory holds the row's V / VW whole
+// vectors between the passes.
+template <typename T, int VW, bool kRowInSmem>
+__global__ void __launch_bounds__(kRowInSmem ? kSmemThreads : kMaxThreads, kRowInSmem ? 2 : 1)
     SoftmaxCrossEntropyKernel(int64_t V, int64_t Vp, float dloss, bool compute_grad,
                               T* __restrict__ logits, const int32_t* __restrict__ targets,
                               float* __restrict__ losses) {
+  extern __shared__ __align__(16) unsigned char dynamic_smem[];
+  auto* row_smem = reinterpret_cast<Pack<T, VW>*>(dynamic_smem);
   __shared__ MaxSum warp_results[kMaxThreads / 32];
   __shared__ MaxSum row_result;
   const int64_t row = blockIdx.x;
@@ -188,7 +197,10 @@ __global__ void __launch_bounds__(kMaxThreads, 1)
     }
 #pragma unroll
     for (int u = 0; u < kUnroll; ++u) {
-      if (v0 + u * stride < full) AddVector<T, VW>(acc, p[u]);
+      if (v0 + u * stride < full) {
+        AddVector<T, VW>(acc, p[u]);
+        if constexpr (kRowInSmem) row_smem[v0 + u * stride] = p[u];
+      }
     }
   }
   for (int64_t c = full * VW + threadIdx.x; c < V; c += stride) {
@@ -223,7 +235,13 @@ __global__ void __launch_bounds__(kMaxThreads, 1)
     Pack<T, VW> p[kUnroll];
 #pragma unroll
     for (int u = 0; u < kUnroll; ++u) {
-      if (v0 + u * stride < nv) p[u] = LoadLastUse<T, VW>(x + (v0 + u * stride) * VW);
+      const int64_t v = v0 + u * stride;
+      if (v >= nv) continue;
+      if (kRowInSmem && v < full) {
+        p[u] = row_smem[v];
+      } else {
+        p[u] = LoadLastUse<T, VW>(x + v * VW);
+      }
     }
 #pragma unroll
     for (int u = 0; u < kUnroll; ++u) {
@@ -255,10 +273,24 @@ __global__ void __launch_bounds__(kMaxThreads, 1)
 template <typename T, int VW>
 absl::Status Launch(cudaStream_t stream, int64_t rows, int64_t V, int64_t Vp, float dloss,
                     bool compute_grad, void* logits, const int32_t* targets, float* losses) {
-  // Enough whole warps to give each thread at least one vector, up to 1024.
+  const size_t row_bytes = static_cast<size_t>(V / VW) * sizeof(Pack<T, VW>);
+  const bool in_smem = row_bytes <= kMaxSmemRowBytes;
+  auto kernel = in_smem ? SoftmaxCrossEntropyKernel<T, VW, true>
+                        : SoftmaxCrossEntropyKernel<T, VW, false>;
+  const int max_threads = in_smem ? kSmemThreads : kMaxThreads;
+  const size_t smem = in_smem ? row_bytes : 0;
+  if (smem > 48 * 1024) {
+    ZT_CUDA_RETURN_IF_ERROR(cudaFuncSetAttribute(
+        kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem)));
+    ZT_CUDA_RETURN_IF_ERROR(cudaFuncSetAttribute(
+        kernel, cudaFuncAttributePreferredSharedMemoryCarveout, cudaSharedmemCarveoutMaxShared));
+  }
+  // Enough whole warps to give each thread at least one vector, up to the
+  // variant's block size.
   const int64_t vecs = Vp / VW;
-  const int threads = static_cast<int>(vecs >= kMaxThreads ? kMaxThreads : (vecs + 31) / 32 * 32);
-  SoftmaxCrossEntropyKernel<T, VW><<<static_cast<unsigned>(rows), threads, 0, stream>>>(
+  const int threads =
+      static_cast<int>(vecs >= max_threads ? max_threads : (vecs + 31) / 32 * 32);
+  kernel<<<static_cast<unsigned>(rows), threads, smem, stream>>>(
       V, Vp, dloss, compute_grad, static_cast<T*>(logits), targets, losses);
   ZT_CUDA_RETURN_IF_LAUNCH_ERROR("SoftmaxCrossEntropyKernel");
   return absl::OkStatus();
