@@ -85,8 +85,8 @@ INSTANTIATE_TEST_SUITE_P(
                                          int64_t{(1 << 20) + 5}),
                        ::testing::Values(0, 1), ::testing::Values(0, 1)),
     [](const ::testing::TestParamInfo<AccumulateGpuTest::ParamType>& info) {
-      return absl::StrCat(DTypeName(std::get<0>(info.param)), "_n", std::get<1>(info.param),
-                          "_dst", std::get<2>(info.param), "_src", std::get<3>(info.param));
+      return absl::StrCat(DTypeName(std::get<0>(info.param)), "_n", std::get<1>(info.param), "_dst",
+                          std::get<2>(info.param), "_src", std::get<3>(info.param));
     });
 
 }  // namespace

@@ -167,7 +167,7 @@ __global__ void __launch_bounds__(kRowInSmem ? kSmemThreads : kMaxThreads, kRowI
   __shared__ MaxSum row_result;
   const int64_t row = blockIdx.x;
   T* x = logits + row * Vp;
-  const int64_t nv = Vp / VW;  // vectors in the row, padding included
+  const int64_t nv = Vp / VW;   // vectors in the row, padding included
   const int64_t full = V / VW;  // vectors holding only real logits
   const int64_t stride = blockDim.x;
   const int32_t t = targets[row];
@@ -249,7 +249,8 @@ __global__ void __launch_bounds__(kRowInSmem ? kSmemThreads : kMaxThreads, kRowI
       if (v >= nv) continue;
       if (v < full && v != target_vector) {
 #pragma unroll
-        for (int k = 0; k < VW; ++k) p[u].v[k] = FromF<T>(__expf(ToF(p[u].v[k]) - total.max) * scale);
+        for (int k = 0; k < VW; ++k)
+          p[u].v[k] = FromF<T>(__expf(ToF(p[u].v[k]) - total.max) * scale);
       } else {
 #pragma unroll
         for (int k = 0; k < VW; ++k) {
@@ -275,8 +276,8 @@ absl::Status Launch(cudaStream_t stream, int64_t rows, int64_t V, int64_t Vp, fl
                     bool compute_grad, void* logits, const int32_t* targets, float* losses) {
   const size_t row_bytes = static_cast<size_t>(V / VW) * sizeof(Pack<T, VW>);
   const bool in_smem = row_bytes <= kMaxSmemRowBytes;
-  auto kernel = in_smem ? SoftmaxCrossEntropyKernel<T, VW, true>
-                        : SoftmaxCrossEntropyKernel<T, VW, false>;
+  auto kernel =
+      in_smem ? SoftmaxCrossEntropyKernel<T, VW, true> : SoftmaxCrossEntropyKernel<T, VW, false>;
   const int max_threads = in_smem ? kSmemThreads : kMaxThreads;
   const size_t smem = in_smem ? row_bytes : 0;
   if (smem > 48 * 1024) {
@@ -288,8 +289,7 @@ absl::Status Launch(cudaStream_t stream, int64_t rows, int64_t V, int64_t Vp, fl
   // Enough whole warps to give each thread at least one vector, up to the
   // variant's block size.
   const int64_t vecs = Vp / VW;
-  const int threads =
-      static_cast<int>(vecs >= max_threads ? max_threads : (vecs + 31) / 32 * 32);
+  const int threads = static_cast<int>(vecs >= max_threads ? max_threads : (vecs + 31) / 32 * 32);
   kernel<<<static_cast<unsigned>(rows), threads, smem, stream>>>(
       V, Vp, dloss, compute_grad, static_cast<T*>(logits), targets, losses);
   ZT_CUDA_RETURN_IF_LAUNCH_ERROR("SoftmaxCrossEntropyKernel");

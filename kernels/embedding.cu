@@ -208,8 +208,8 @@ __global__ void __launch_bounds__(kSortThreads)
   }
   const int64_t nv = C / VW;
   const int64_t chunks = (nv + 31) / 32;
-  const int64_t w = (blockIdx.x - kSortBlocks) * static_cast<int64_t>(kSortThreads / 32) +
-                    threadIdx.x / 32;
+  const int64_t w =
+      (blockIdx.x - kSortBlocks) * static_cast<int64_t>(kSortThreads / 32) + threadIdx.x / 32;
   const int64_t t = w / chunks;
   const int64_t v = (w % chunks) * 32 + threadIdx.x % 32;
   if (t >= T_ || v >= nv) return;
@@ -349,8 +349,8 @@ absl::Status LaunchSortDwpe(cudaStream_t stream, const SortPlan& plan, int64_t B
         kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem)));
   }
   const int64_t dwpe_warps = T_ * ((C / VW + 31) / 32);
-  const int64_t blocks = (kItems > 0 ? 1 : 0) + (dwpe_warps + kSortThreads / 32 - 1) /
-                                                    (kSortThreads / 32);
+  const int64_t blocks =
+      (kItems > 0 ? 1 : 0) + (dwpe_warps + kSortThreads / 32 - 1) / (kSortThreads / 32);
   kernel<<<static_cast<unsigned>(blocks), kSortThreads, smem, stream>>>(
       plan.tokens, static_cast<int>(B * T_), static_cast<int32_t>(V), KeyBits(V), plan.keys,
       plan.positions, static_cast<const T*>(dout), B, T_, C, static_cast<T*>(dwpe));
@@ -363,8 +363,10 @@ absl::Status LaunchBackward(cudaStream_t stream, const SortPlan& plan, int64_t B
                             int64_t C, int64_t V, const void* dout, void* dwte, void* dwpe) {
   const int N = static_cast<int>(B * T_);
   auto sort_and_dwpe = [&]() -> absl::Status {
-    if (plan.tokens == nullptr) return LaunchSortDwpe<T, VW, 0>(stream, plan, B, T_, C, V, dout, dwpe);
-    if (N <= kSortThreads * 8) return LaunchSortDwpe<T, VW, 8>(stream, plan, B, T_, C, V, dout, dwpe);
+    if (plan.tokens == nullptr)
+      return LaunchSortDwpe<T, VW, 0>(stream, plan, B, T_, C, V, dout, dwpe);
+    if (N <= kSortThreads * 8)
+      return LaunchSortDwpe<T, VW, 8>(stream, plan, B, T_, C, V, dout, dwpe);
     return LaunchSortDwpe<T, VW, kMaxBlockSortItems>(stream, plan, B, T_, C, V, dout, dwpe);
   };
   ZT_RETURN_IF_ERROR(sort_and_dwpe());
@@ -442,9 +444,8 @@ absl::Status EmbeddingBackwardCuda(cudaStream_t stream, void* workspace, size_t 
         tokens, N, static_cast<int32_t>(V), keys_in, positions_in);
     ZT_CUDA_RETURN_IF_LAUNCH_ERROR("PrepareSortKernel");
     ZT_CUDA_RETURN_IF_ERROR(cub::DeviceRadixSort::SortPairs(sort_temp, sort_bytes, keys_in,
-                                                            plan.keys, positions_in,
-                                                            plan.positions, N, 0, KeyBits(V),
-                                                            stream));
+                                                            plan.keys, positions_in, plan.positions,
+                                                            N, 0, KeyBits(V), stream));
   }
   switch (dtype) {
     case DType::kFloat16:

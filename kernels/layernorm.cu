@@ -153,8 +153,8 @@ constexpr int kVec = 16 / sizeof(T);
 template <typename T, int NP, bool kResidual>
 __global__ void __launch_bounds__(kForwardWarps * 32, NP <= 4 ? 4 : 2)
     LayerNormForwardRegKernel(int64_t rows, int C, const T* inp1, const T* inp2,
-                              const T* __restrict__ weight, const T* __restrict__ bias,
-                              T* residual, T* __restrict__ out, float* __restrict__ mean,
+                              const T* __restrict__ weight, const T* __restrict__ bias, T* residual,
+                              T* __restrict__ out, float* __restrict__ mean,
                               float* __restrict__ rstd) {
   constexpr int VW = kVec<T>;
   const int lane = threadIdx.x % 32;
@@ -552,8 +552,8 @@ absl::Status ForwardTyped(cudaStream_t stream, int64_t rows, int64_t C, const vo
   if (np > 0) {
     return WithPacks(np, [&](auto np_constant) -> absl::Status {
       constexpr int NP = decltype(np_constant)::value;
-      auto kernel = fused ? LayerNormForwardRegKernel<T, NP, true>
-                          : LayerNormForwardRegKernel<T, NP, false>;
+      auto kernel =
+          fused ? LayerNormForwardRegKernel<T, NP, true> : LayerNormForwardRegKernel<T, NP, false>;
       kernel<<<static_cast<unsigned>(blocks), kForwardWarps * 32, 0, stream>>>(
           rows, static_cast<int>(C), static_cast<const T*>(inp1), static_cast<const T*>(inp2),
           static_cast<const T*>(weight), static_cast<const T*>(bias), static_cast<T*>(residual),
@@ -615,8 +615,8 @@ absl::Status BackwardTyped(cudaStream_t stream, float* partials, int64_t rows, i
                                                      static_cast<int>(smem)));
       }
       LayerNormBackwardRegKernel<T, NP><<<blocks, kBackwardWarps * 32, smem, stream>>>(
-              rows, static_cast<int>(C), static_cast<const T*>(dout), static_cast<const T*>(inp),
-              static_cast<const T*>(weight), mean, rstd, static_cast<T*>(dinp), partials);
+          rows, static_cast<int>(C), static_cast<const T*>(dout), static_cast<const T*>(inp),
+          static_cast<const T*>(weight), mean, rstd, static_cast<T*>(dinp), partials);
       ZT_CUDA_RETURN_IF_LAUNCH_ERROR("LayerNormBackwardRegKernel");
       return absl::OkStatus();
     });
@@ -624,12 +624,11 @@ absl::Status BackwardTyped(cudaStream_t stream, float* partials, int64_t rows, i
   } else {
     const int warps = GenericBackwardWarps(C);
     blocks = static_cast<int>(LayerNormBackwardBlocks(rows, warps));
-    const bool vec =
-        C % kVec<T> == 0 && Aligned16(dout) && Aligned16(inp) && Aligned16(weight) &&
-        Aligned16(dinp);
+    const bool vec = C % kVec<T> == 0 && Aligned16(dout) && Aligned16(inp) && Aligned16(weight) &&
+                     Aligned16(dinp);
     const absl::Status launched =
-        vec ? LaunchBackwardGeneric<T, kVec<T>>(stream, blocks, warps, partials, rows, C, dout,
-                                                inp, weight, mean, rstd, dinp)
+        vec ? LaunchBackwardGeneric<T, kVec<T>>(stream, blocks, warps, partials, rows, C, dout, inp,
+                                                weight, mean, rstd, dinp)
             : LaunchBackwardGeneric<T, 1>(stream, blocks, warps, partials, rows, C, dout, inp,
                                           weight, mean, rstd, dinp);
     if (!launched.ok()) return launched;
