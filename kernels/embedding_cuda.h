@@ -17,9 +17,10 @@ absl::Status EmbeddingForwardCuda(cudaStream_t stream, DType dtype, int64_t B, i
                                   int64_t V, const int32_t* tokens, const void* wte,
                                   const void* wpe, void* out);
 
-// Sort buffers plus CUB's radix-sort scratch for B*T positions. If CUB's size
-// query fails (e.g. no device), the sort buffers alone; the launch then
-// reports the CUDA error.
+// The sorted keys and positions for B*T positions; above 16384 positions
+// (sorted by CUB, not by one block) also their unsorted copies and CUB's
+// radix-sort scratch. If CUB's size query fails (e.g. no device), the sort
+// buffers alone; the launch then reports the CUDA error.
 size_t EmbeddingBackwardCudaWorkspaceBytes(int64_t B, int64_t T, int64_t V);
 
 absl::Status EmbeddingBackwardCuda(cudaStream_t stream, void* workspace, size_t workspace_bytes,

@@ -103,6 +103,10 @@ TEST_F(EmbeddingGpuTest, ForwardAndBackwardEqualCpuReferenceBitForBit) {
       {4, 64, 768, 1000, 1000, 0},    // vectorized path
       {4, 64, 768, 1000, 1000, 1},    // same sizes, misaligned: scalar path
       {2, 1024, 64, 8, 8, 0},         // very long runs of few tokens
+      // Sorting: up to 8192 positions one block sorts 8 per thread, up to
+      // 16384 16 per thread; beyond, CUB's device sort.
+      {9, 1024, 64, 50304, 50257, 0},
+      {17, 1024, 16, 1000, 1000, 0},
   };
   for (const Shape& s : shapes) {
     for (DType dtype : {DType::kFloat32, DType::kFloat16, DType::kBFloat16}) {

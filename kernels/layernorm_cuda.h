@@ -15,24 +15,23 @@
 
 namespace zt::kernels::internal {
 
-// Backward: each warp keeps fp32 dweight and dbias accumulators for the whole
-// row in shared memory (2 * C floats), as many warps per block as fit in
-// 48 KiB (at most 8, at least 1; a single warp over 48 KiB opts in to more
-// shared memory). The geometry depends on rows and C only, never on the
-// device, so the summation order (and the bits) are the same everywhere.
-inline int LayerNormBackwardWarps(int64_t C) {
-  const int64_t fit = (48 * 1024) / (2 * C * static_cast<int64_t>(sizeof(float)));
-  return static_cast<int>(std::clamp<int64_t>(fit, 1, 8));
+// Backward geometry. It depends on rows and C only, never on the device, so
+// the summation order of dweight and dbias (and so their bits) is the same
+// everywhere. Each block writes one fp32 row of 2 * C partial sums (dweight
+// then dbias); a second kernel adds the rows in block order.
+inline constexpr int64_t kLayerNormBackwardMaxBlocks = 256;
+
+// Blocks of a backward launch with `warps` warps per block, one row per warp
+// at a time: enough to cover every row once, at most 256 (more would add
+// partial-sum traffic without adding memory parallelism).
+inline int64_t LayerNormBackwardBlocks(int64_t rows, int warps) {
+  return std::min<int64_t>((rows + warps - 1) / warps, kLayerNormBackwardMaxBlocks);
 }
 
-inline int64_t LayerNormBackwardBlocks(int64_t rows, int64_t C) {
-  const int64_t warps = LayerNormBackwardWarps(C);
-  return std::min<int64_t>((rows + warps - 1) / warps, 256);
-}
-
-// One fp32 row of 2 * C partial sums (dweight then dbias) per block.
+// Partial sums for the most blocks any backward path launches (one warp per
+// block at the least).
 inline size_t LayerNormBackwardCudaWorkspaceBytes(int64_t rows, int64_t C) {
-  return static_cast<size_t>(LayerNormBackwardBlocks(rows, C)) * 2 * C * sizeof(float);
+  return static_cast<size_t>(LayerNormBackwardBlocks(rows, 1)) * 2 * C * sizeof(float);
 }
 
 // inp2 == nullptr: plain LayerNorm of inp1; otherwise residual = inp1 + inp2

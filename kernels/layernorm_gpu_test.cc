@@ -96,9 +96,14 @@ std::vector<float> Values(const std::vector<uint8_t>& bytes, size_t n, const Sha
   return FromBytes(bytes.data() + s.misalign * DTypeSize(dt), n, dt);
 }
 
+// Aligned rows of up to 256 16-byte vectors take the register kernels, one
+// instantiation per vectors-per-lane count NP (16-bit / fp32): C = 32 has
+// NP 1 / 1, 512 has 2 / 4, 768 has 3 / 6, 1024 has 4 / 8, 1536 has 6 / -,
+// 2048 has 8 / - ("-": too wide, the generic kernels).
 const Shape kShapes[] = {
     {1, 1, 0},     {5, 7, 0},    {37, 769, 0},
     {1, 768, 0},   {64, 768, 0}, {37, 768, 1},  // misaligned: scalar path at a vectorizable width
+    {33, 512, 0},  {17, 1024, 0}, {9, 1536, 0}, {5, 2048, 0},
     {3, 7000, 0},   // one warp per block, more than 48 KiB of shared memory
     {4099, 32, 0},  // more rows than the backward's block cap covers at once
 };
