@@ -23,7 +23,6 @@ using cuda::ToF;
 
 // ---- kernels ----
 
-
 // Pack p covers elements [p * kVec, p * kVec + kVec); the last, partial pack
 // is added element by element. With kVec = 1 this is the plain loop.
 template <typename T, int kVec>

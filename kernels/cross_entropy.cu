@@ -25,8 +25,8 @@
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 #include "kernels/core/library_errors.h"
-#include "kernels/cuda_common.cuh"
 #include "kernels/cross_entropy_cuda.h"
+#include "kernels/cuda_common.cuh"
 
 namespace zt::kernels::internal {
 namespace {

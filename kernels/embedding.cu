@@ -24,8 +24,8 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/str_cat.h"
 #include "kernels/core/library_errors.h"
-#include "kernels/cuda_common.cuh"
 #include "kernels/core/status_macros.h"
+#include "kernels/cuda_common.cuh"
 #include "kernels/embedding_cuda.h"
 
 namespace zt::kernels::internal {
