@@ -11,30 +11,17 @@
 
 #include "kernels/accumulate.h"
 #include "kernels/core/library_errors.h"
+#include "kernels/cuda_common.cuh"
 
 namespace zt::kernels {
 namespace {
 
+using cuda::Aligned16;
+using cuda::FromF;
+using cuda::Pack;
+using cuda::ToF;
+
 // ---- kernels ----
-
-__device__ __forceinline__ float ToF(float x) { return x; }
-__device__ __forceinline__ float ToF(__half x) { return __half2float(x); }
-__device__ __forceinline__ float ToF(__nv_bfloat16 x) { return __bfloat162float(x); }
-template <typename T>
-__device__ __forceinline__ T FromF(float x);
-template <>
-__device__ __forceinline__ float FromF<float>(float x) { return x; }
-template <>
-__device__ __forceinline__ __half FromF<__half>(float x) { return __float2half_rn(x); }
-template <>
-__device__ __forceinline__ __nv_bfloat16 FromF<__nv_bfloat16>(float x) {
-  return __float2bfloat16_rn(x);
-}
-
-template <typename T, int kVec>
-struct alignas(sizeof(T) * kVec) Pack {
-  T v[kVec];
-};
 
 // Pack p covers elements [p * kVec, p * kVec + kVec); the last, partial pack
 // is added element by element. With kVec = 1 this is the plain loop.
@@ -54,8 +41,6 @@ __global__ void AccumulateKernel(T* dst, const T* src, int64_t n) {
     }
   }
 }
-
-bool Aligned16(const void* p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0; }
 
 template <typename T, int kVec>
 absl::Status LaunchVec(const OpContext& ctx, void* dst, const void* src, int64_t n) {

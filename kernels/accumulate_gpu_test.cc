@@ -13,50 +13,19 @@
 #include "gtest/gtest.h"
 #include "kernels/accumulate.h"
 #include "kernels/core/dtype.h"
+#include "kernels/gpu_testutil.h"
 #include "kernels/op_context.h"
 #include "kernels/testutil.h"
 
 namespace zt::kernels {
 namespace {
 
+using testing::DeviceBuffer;
 using testing::RandomFloats;
 using testing::ToBytes;
 
-struct CudaFree {
-  void operator()(void* p) const { cudaFree(p); }
-};
-using DeviceBuffer = std::unique_ptr<void, CudaFree>;
-
-class AccumulateGpuTest : public ::testing::TestWithParam<std::tuple<DType, int64_t, int, int>> {
- protected:
-  void SetUp() override {
-    ASSERT_EQ(cudaStreamCreate(&stream_), cudaSuccess);
-    ctx_.device = Device::Cuda(0);
-    ctx_.stream = stream_;
-  }
-  void TearDown() override { cudaStreamDestroy(stream_); }
-
-  DeviceBuffer Alloc(size_t bytes) {
-    void* p = nullptr;
-    EXPECT_EQ(cudaMalloc(&p, bytes), cudaSuccess);
-    return DeviceBuffer(p);
-  }
-  void Upload(void* dst, const std::vector<uint8_t>& src) {
-    ASSERT_EQ(cudaMemcpyAsync(dst, src.data(), src.size(), cudaMemcpyHostToDevice, stream_),
-              cudaSuccess);
-    ASSERT_EQ(cudaStreamSynchronize(stream_), cudaSuccess);
-  }
-  std::vector<uint8_t> Download(const void* src, size_t bytes) {
-    std::vector<uint8_t> out(bytes);
-    EXPECT_EQ(cudaMemcpyAsync(out.data(), src, bytes, cudaMemcpyDeviceToHost, stream_),
-              cudaSuccess);
-    EXPECT_EQ(cudaStreamSynchronize(stream_), cudaSuccess);
-    return out;
-  }
-
-  cudaStream_t stream_ = nullptr;
-  OpContext ctx_;
-};
+class AccumulateGpuTest : public ::testing::TestWithParam<std::tuple<DType, int64_t, int, int>>,
+                          public testing::CudaBuffers {};
 
 TEST_P(AccumulateGpuTest, EqualsCpuBitForBit) {
   const auto [dtype, n, dst_offset, src_offset] = GetParam();

@@ -15,9 +15,16 @@
 #include "kernels/adamw.h"
 #include "kernels/adamw_internal.h"
 #include "kernels/core/library_errors.h"
+#include "kernels/cuda_common.cuh"
 
 namespace zt::kernels::adamw_internal {
 namespace {
+
+using cuda::Aligned;
+using cuda::DispatchCudaType;
+using cuda::FromF;
+using cuda::Pack4;
+using cuda::ToF;
 
 // 256 tensors cover GPT-2's ~150 parameter tensors in one launch; the table
 // is ~15 KB, within the 32 KB kernel-parameter limit of CUDA >= 12.1 on
@@ -45,43 +52,6 @@ struct TensorTable {
 };
 
 // ---------------------------------------------------------------- kernels
-
-template <typename T>
-__device__ __forceinline__ float ToF(T x);
-template <>
-__device__ __forceinline__ float ToF<float>(float x) {
-  return x;
-}
-template <>
-__device__ __forceinline__ float ToF<__half>(__half x) {
-  return __half2float(x);
-}
-template <>
-__device__ __forceinline__ float ToF<__nv_bfloat16>(__nv_bfloat16 x) {
-  return __bfloat162float(x);
-}
-
-// Round to nearest even, as the host's zt::FromFloat.
-template <typename T>
-__device__ __forceinline__ T FromF(float x);
-template <>
-__device__ __forceinline__ float FromF<float>(float x) {
-  return x;
-}
-template <>
-__device__ __forceinline__ __half FromF<__half>(float x) {
-  return __float2half_rn(x);
-}
-template <>
-__device__ __forceinline__ __nv_bfloat16 FromF<__nv_bfloat16>(float x) {
-  return __float2bfloat16_rn(x);
-}
-
-// Four consecutive elements, aligned so one vector load moves them.
-template <typename T>
-struct alignas(4 * sizeof(T)) Pack4 {
-  T x[4];
-};
 
 __device__ __forceinline__ uint32_t Bits16(__half x) { return __half_as_ushort(x); }
 __device__ __forceinline__ uint32_t Bits16(__nv_bfloat16 x) { return __bfloat16_as_ushort(x); }
@@ -133,10 +103,10 @@ __global__ void __launch_bounds__(kThreads)
           float4 mm = *reinterpret_cast<const float4*>(m + i);
           float4 vv = *reinterpret_cast<const float4*>(v + i);
           const Pack4<GradT> g = *reinterpret_cast<const Pack4<GradT>*>(grad + i);
-          AdamWElement(s, decay, ToF(g.x[0]), mw.x, mm.x, vv.x);
-          AdamWElement(s, decay, ToF(g.x[1]), mw.y, mm.y, vv.y);
-          AdamWElement(s, decay, ToF(g.x[2]), mw.z, mm.z, vv.z);
-          AdamWElement(s, decay, ToF(g.x[3]), mw.w, mm.w, vv.w);
+          AdamWElement(s, decay, ToF(g.v[0]), mw.x, mm.x, vv.x);
+          AdamWElement(s, decay, ToF(g.v[1]), mw.y, mm.y, vv.y);
+          AdamWElement(s, decay, ToF(g.v[2]), mw.z, mm.z, vv.z);
+          AdamWElement(s, decay, ToF(g.v[3]), mw.w, mm.w, vv.w);
           *reinterpret_cast<float4*>(master + i) = mw;
           *reinterpret_cast<float4*>(m + i) = mm;
           *reinterpret_cast<float4*>(v + i) = vv;
@@ -158,10 +128,6 @@ __global__ void __launch_bounds__(kThreads)
 }
 
 // -------------------------------------------------------------- launchers
-
-bool Aligned(const void* p, size_t bytes) {
-  return reinterpret_cast<uintptr_t>(p) % bytes == 0;
-}
 
 template <typename GradT, typename ParamT>
 absl::Status LaunchTyped(cudaStream_t stream, const AdamWScalars& s,
@@ -193,19 +159,6 @@ absl::Status LaunchTyped(cudaStream_t stream, const AdamWScalars& s,
     ZT_CUDA_RETURN_IF_LAUNCH_ERROR("AdamWKernel");
   }
   return absl::OkStatus();
-}
-
-template <typename Fn>
-auto DispatchCudaType(DType dtype, Fn&& fn) {
-  switch (dtype) {
-    case DType::kFloat16:
-      return fn(__half{});
-    case DType::kBFloat16:
-      return fn(__nv_bfloat16{});
-    case DType::kFloat32:
-    default:
-      return fn(float{});
-  }
 }
 
 }  // namespace

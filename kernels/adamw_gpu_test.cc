@@ -15,6 +15,7 @@
 #include "kernels/adamw.h"
 #include "kernels/core/device.h"
 #include "kernels/core/dtype.h"
+#include "kernels/gpu_testutil.h"
 #include "kernels/testutil.h"
 
 namespace zt::kernels {
@@ -23,45 +24,7 @@ namespace {
 using ::zt::kernels::testing::RandomFloats;
 using ::zt::kernels::testing::ToBytes;
 
-class Gpu {
- public:
-  Gpu() {
-    auto alloc = NewCudaAllocator(0);
-    CHECK(alloc.ok()) << alloc.status();
-    alloc_ = std::move(*alloc);
-    auto stream = NewStream(Device::Cuda(0));
-    CHECK(stream.ok()) << stream.status();
-    stream_ = std::move(*stream);
-    ctx_.device = Device::Cuda(0);
-    ctx_.stream = static_cast<cudaStream_t>(stream_->native_handle());
-  }
-
-  Buffer Upload(const void* host, size_t bytes) {
-    auto buf = Buffer::Allocate(*alloc_, bytes, MemoryCategory::kWorkspace);
-    CHECK(buf.ok()) << buf.status();
-    const absl::Status s =
-        CopyBytes(buf->data(), Device::Cuda(0), host, Device::Cpu(), bytes, stream_.get());
-    CHECK(s.ok()) << s;
-    return std::move(*buf);
-  }
-  void Download(void* host, const Buffer& buf, size_t bytes) {
-    const absl::Status s =
-        CopyBytes(host, Device::Cpu(), buf.data(), Device::Cuda(0), bytes, stream_.get());
-    CHECK(s.ok()) << s;
-    Sync();
-  }
-  void Sync() {
-    const absl::Status s = stream_->Synchronize();
-    CHECK(s.ok()) << s;
-  }
-  const OpContext& ctx() const { return ctx_; }
-
- private:
-
-  std::unique_ptr<Allocator> alloc_;
-  std::unique_ptr<Stream> stream_;
-  OpContext ctx_;
-};
+using Gpu = testing::GpuBuffers;
 
 // Tensors laid out in shared flat arrays; some start one element past a
 // 16-byte boundary so both the vector and the scalar paths run.

@@ -31,9 +31,15 @@
 #include "absl/strings/str_cat.h"
 #include "kernels/attention_cuda.h"
 #include "kernels/core/library_errors.h"
+#include "kernels/cuda_common.cuh"
 
 namespace zt::kernels::attention_internal {
 namespace {
+
+using cuda::FromF;
+using cuda::ToF;
+using cuda::WarpMax;
+using cuda::WarpSum;
 
 constexpr int kWarps = 4;
 constexpr int kRowsPerWarp = 8;
@@ -46,39 +52,6 @@ static_assert(kTile == 32, "lane j owns column j of a 32-wide tile");
 // ---------------------------------------------------------------------------
 // Device helpers
 // ---------------------------------------------------------------------------
-
-__device__ __forceinline__ float ToF(float x) { return x; }
-__device__ __forceinline__ float ToF(__half x) { return __half2float(x); }
-__device__ __forceinline__ float ToF(__nv_bfloat16 x) { return __bfloat162float(x); }
-
-template <typename T>
-__device__ __forceinline__ T FromF(float x);
-template <>
-__device__ __forceinline__ float FromF<float>(float x) {
-  return x;
-}
-template <>
-__device__ __forceinline__ __half FromF<__half>(float x) {
-  return __float2half_rn(x);
-}
-template <>
-__device__ __forceinline__ __nv_bfloat16 FromF<__nv_bfloat16>(float x) {
-  return __float2bfloat16_rn(x);
-}
-
-// Butterfly reductions: every lane ends with the same bits, since each step
-// adds the same two values (in swapped order, and fp addition commutes).
-__device__ __forceinline__ float WarpMax(float v) {
-  for (int offset = 16; offset > 0; offset >>= 1) {
-    v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, offset));
-  }
-  return v;
-}
-
-__device__ __forceinline__ float WarpSum(float v) {
-  for (int offset = 16; offset > 0; offset >>= 1) v += __shfl_xor_sync(0xffffffffu, v, offset);
-  return v;
-}
 
 // Copies rows [row0, row0 + kTile) of one head (src points at row 0, channel
 // 0 of that head; rows are `ld` elements apart) into dst[r * kStride + d] as

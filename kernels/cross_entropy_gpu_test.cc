@@ -17,6 +17,7 @@
 #include "kernels/core/device.h"
 #include "kernels/cross_entropy.h"
 #include "kernels/cross_entropy_ref.h"
+#include "kernels/gpu_testutil.h"
 #include "kernels/testutil.h"
 
 namespace zt::kernels {
@@ -27,50 +28,7 @@ using testing::FromBytes;
 using testing::RandomFloats;
 using testing::ToBytes;
 
-template <typename T>
-T Must(absl::StatusOr<T> v) {
-  if (!v.ok()) {
-    ADD_FAILURE() << v.status();
-    std::abort();
-  }
-  return std::move(*v);
-}
-
-class CrossEntropyGpuTest : public ::testing::Test {
- protected:
-  void SetUp() override {
-    ASSERT_GT(CudaDeviceCount(), 0);
-    alloc_ = Must(NewCudaAllocator(0));
-    stream_ = Must(NewStream(Device::Cuda(0)));
-    ctx_.device = Device::Cuda(0);
-    ctx_.stream = static_cast<cudaStream_t>(stream_->native_handle());
-  }
-
-  Buffer Alloc(size_t bytes) {
-    return Must(Buffer::Allocate(*alloc_, bytes, MemoryCategory::kActivations));
-  }
-  template <typename V>
-  Buffer Upload(const std::vector<V>& v) {
-    Buffer b = Alloc(v.size() * sizeof(V));
-    EXPECT_TRUE(CopyBytes(b.data(), Device::Cuda(0), v.data(), Device::Cpu(), v.size() * sizeof(V),
-                          stream_.get())
-                    .ok());
-    EXPECT_TRUE(stream_->Synchronize().ok());
-    return b;
-  }
-  std::vector<uint8_t> Download(const Buffer& b, size_t bytes) {
-    std::vector<uint8_t> out(bytes);
-    EXPECT_TRUE(stream_->Synchronize().ok());
-    EXPECT_TRUE(
-        CopyBytes(out.data(), Device::Cpu(), b.data(), Device::Cuda(0), bytes, stream_.get()).ok());
-    EXPECT_TRUE(stream_->Synchronize().ok());
-    return out;
-  }
-
-  std::unique_ptr<Allocator> alloc_;
-  std::unique_ptr<Stream> stream_;
-  OpContext ctx_;
-};
+class CrossEntropyGpuTest : public ::testing::Test, public testing::GpuBuffers {};
 
 struct Shape {
   int64_t rows, V, Vp;

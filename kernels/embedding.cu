@@ -25,55 +25,18 @@
 #include "absl/strings/str_cat.h"
 #include "kernels/core/library_errors.h"
 #include "kernels/core/status_macros.h"
+#include "kernels/cuda_common.cuh"
 #include "kernels/embedding_cuda.h"
 
 namespace zt::kernels::internal {
 namespace {
 
-// ---------------------------------------------------------------------------
-// Helpers
-
-__device__ __forceinline__ float ToF(float v) { return v; }
-__device__ __forceinline__ float ToF(__half v) { return __half2float(v); }
-// bf16 -> fp32 is exact: the bits shifted into the high half. Written out,
-// it lets ptxas keep two bf16 values per register, which the intrinsic did
-// not (the vector kernels then spilled).
-__device__ __forceinline__ float ToF(__nv_bfloat16 v) {
-  return __uint_as_float(static_cast<uint32_t>(__bfloat16_as_ushort(v)) << 16);
-}
-
-template <typename T>
-__device__ __forceinline__ T FromF(float v);
-template <>
-__device__ __forceinline__ float FromF<float>(float v) {
-  return v;
-}
-template <>
-__device__ __forceinline__ __half FromF<__half>(float v) {
-  return __float2half_rn(v);
-}
-template <>
-__device__ __forceinline__ __nv_bfloat16 FromF<__nv_bfloat16>(float v) {
-  return __float2bfloat16_rn(v);
-}
-
-// N consecutive elements moved as one (up to 16-byte) memory transaction.
-template <typename T, int N>
-struct alignas(sizeof(T) * N) Pack {
-  T v[N];
-};
-
-template <typename T, int N>
-__device__ __forceinline__ Pack<T, N> LoadPack(const T* p) {
-  return *reinterpret_cast<const Pack<T, N>*>(p);
-}
-
-template <typename T, int N>
-__device__ __forceinline__ void StorePack(T* p, const Pack<T, N>& v) {
-  *reinterpret_cast<Pack<T, N>*>(p) = v;
-}
-
-bool Aligned16(const void* p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0; }
+using cuda::Aligned16;
+using cuda::FromF;
+using cuda::LoadPack;
+using cuda::Pack;
+using cuda::StorePack;
+using cuda::ToF;
 
 constexpr size_t AlignUp(size_t n) { return (n + 255) / 256 * 256; }
 

@@ -17,6 +17,7 @@
 #include "gtest/gtest.h"
 #include "kernels/core/device.h"
 #include "kernels/embedding.h"
+#include "kernels/gpu_testutil.h"
 #include "kernels/testutil.h"
 
 namespace zt::kernels {
@@ -26,54 +27,7 @@ using ::testing::HasSubstr;
 using testing::RandomFloats;
 using testing::ToBytes;
 
-template <typename T>
-T Must(absl::StatusOr<T> v) {
-  if (!v.ok()) {
-    ADD_FAILURE() << v.status();
-    std::abort();
-  }
-  return std::move(*v);
-}
-
-class EmbeddingGpuTest : public ::testing::Test {
- protected:
-  void SetUp() override {
-    ASSERT_GT(CudaDeviceCount(), 0);
-    alloc_ = Must(NewCudaAllocator(0));
-    stream_ = Must(NewStream(Device::Cuda(0)));
-    ctx_.device = Device::Cuda(0);
-    ctx_.stream = static_cast<cudaStream_t>(stream_->native_handle());
-  }
-
-  Buffer Alloc(size_t bytes) {
-    return Must(Buffer::Allocate(*alloc_, bytes, MemoryCategory::kActivations));
-  }
-  Buffer Upload(const void* data, size_t bytes) {
-    Buffer b = Alloc(bytes);
-    EXPECT_TRUE(
-        CopyBytes(b.data(), Device::Cuda(0), data, Device::Cpu(), bytes, stream_.get()).ok());
-    EXPECT_TRUE(stream_->Synchronize().ok());
-    return b;
-  }
-  template <typename V>
-  Buffer Upload(const std::vector<V>& v) {
-    return Upload(v.data(), v.size() * sizeof(V));
-  }
-  // Device bytes [offset, offset + bytes) of `b`, after the stream drains.
-  std::vector<uint8_t> Download(const Buffer& b, size_t bytes, size_t offset = 0) {
-    std::vector<uint8_t> out(bytes);
-    EXPECT_TRUE(stream_->Synchronize().ok());
-    EXPECT_TRUE(CopyBytes(out.data(), Device::Cpu(), b.as<uint8_t>() + offset, Device::Cuda(0),
-                          bytes, stream_.get())
-                    .ok());
-    EXPECT_TRUE(stream_->Synchronize().ok());
-    return out;
-  }
-
-  std::unique_ptr<Allocator> alloc_;
-  std::unique_ptr<Stream> stream_;
-  OpContext ctx_;
-};
+class EmbeddingGpuTest : public ::testing::Test, public testing::GpuBuffers {};
 
 struct Shape {
   int64_t B, T, C, V;

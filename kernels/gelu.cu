@@ -9,11 +9,15 @@
 #include <cstdint>
 
 #include "kernels/core/library_errors.h"
+#include "kernels/cuda_common.cuh"
 #include "kernels/gelu_cuda.h"
 #include "kernels/gelu_device.cuh"
 
 namespace zt::kernels {
 namespace {
+
+using cuda::Aligned16;
+using cuda::Pack;
 
 using cuda::FromF32;
 using cuda::GeluGradF32;
@@ -32,11 +36,6 @@ __device__ __forceinline__ float GeluSigmoidF32(float x) {
   const float minus_2u = x * fmaf(x * x, -2.0f * kS * kC, -2.0f * kS);
   return __fdividef(x, 1.0f + __expf(minus_2u));
 }
-
-template <typename T, int kVec>
-struct alignas(sizeof(T) * kVec) Pack {
-  T v[kVec];
-};
 
 // ---------------------------------------------------------------- kernels --
 // Each thread handles kVec consecutive elements per step; the last (partial)
@@ -82,8 +81,6 @@ __global__ void GeluBackwardKernel(const T* dout, const T* inp, T* dinp, int64_t
 }
 
 // -------------------------------------------------------------- launchers --
-
-bool Aligned16(const void* p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0; }
 
 int NumBlocks(int64_t n, int vec) {
   const int64_t packs = (n + vec - 1) / vec;

@@ -13,12 +13,14 @@
 #include "gtest/gtest.h"
 #include "kernels/core/dtype.h"
 #include "kernels/gelu.h"
+#include "kernels/gpu_testutil.h"
 #include "kernels/op_context.h"
 #include "kernels/testutil.h"
 
 namespace zt::kernels {
 namespace {
 
+using testing::DeviceBuffer;
 using testing::ExpectAllClose;
 using testing::FromBytes;
 using testing::RandomFloats;
@@ -27,41 +29,8 @@ using testing::ToBytes;
 constexpr double kEps32 = 1.1920928955078125e-07;
 constexpr float kRange = 6.0f;
 
-struct CudaFree {
-  void operator()(void* p) const { cudaFree(p); }
-};
-using DeviceBuffer = std::unique_ptr<void, CudaFree>;
-
-class GeluGpuTest : public ::testing::TestWithParam<std::tuple<DType, int64_t, int>> {
- protected:
-  void SetUp() override {
-    ASSERT_EQ(cudaStreamCreate(&stream_), cudaSuccess);
-    ctx_.device = Device::Cuda(0);
-    ctx_.stream = stream_;
-  }
-  void TearDown() override { cudaStreamDestroy(stream_); }
-
-  DeviceBuffer Alloc(size_t bytes) {
-    void* p = nullptr;
-    EXPECT_EQ(cudaMalloc(&p, bytes), cudaSuccess);
-    return DeviceBuffer(p);
-  }
-  void Upload(void* dst, const std::vector<uint8_t>& src) {
-    ASSERT_EQ(cudaMemcpyAsync(dst, src.data(), src.size(), cudaMemcpyHostToDevice, stream_),
-              cudaSuccess);
-    ASSERT_EQ(cudaStreamSynchronize(stream_), cudaSuccess);
-  }
-  std::vector<uint8_t> Download(const void* src, size_t bytes) {
-    std::vector<uint8_t> out(bytes);
-    EXPECT_EQ(cudaMemcpyAsync(out.data(), src, bytes, cudaMemcpyDeviceToHost, stream_),
-              cudaSuccess);
-    EXPECT_EQ(cudaStreamSynchronize(stream_), cudaSuccess);
-    return out;
-  }
-
-  cudaStream_t stream_ = nullptr;
-  OpContext ctx_;
-};
+class GeluGpuTest : public ::testing::TestWithParam<std::tuple<DType, int64_t, int>>,
+                    public testing::CudaBuffers {};
 
 // Both sides compute in fp32 and round once. tanhf and std::tanh differ in
 // the last bits, and 1 + tanh(u) cancels for negative x, so the fp32 error is

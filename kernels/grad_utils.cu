@@ -10,70 +10,24 @@
 #include <cstdint>
 
 #include "kernels/core/library_errors.h"
+#include "kernels/cuda_common.cuh"
 #include "kernels/grad_utils.h"
 #include "kernels/grad_utils_internal.h"
 
 namespace zt::kernels::grad_utils_internal {
 namespace {
 
+using cuda::Aligned;
+using cuda::DispatchCudaType;
+using cuda::FromF;
+using cuda::Pack4;
+using cuda::ToF;
+
 constexpr int kThreads = 256;
 constexpr int64_t kMaxBlocks = 4096;
 
-template <typename T>
-__device__ __forceinline__ float ToF(T x);
-template <>
-__device__ __forceinline__ float ToF<float>(float x) {
-  return x;
-}
-template <>
-__device__ __forceinline__ float ToF<__half>(__half x) {
-  return __half2float(x);
-}
-template <>
-__device__ __forceinline__ float ToF<__nv_bfloat16>(__nv_bfloat16 x) {
-  return __bfloat162float(x);
-}
-
-// Round to nearest even, as the host's zt::FromFloat.
-template <typename T>
-__device__ __forceinline__ T FromF(float x);
-template <>
-__device__ __forceinline__ float FromF<float>(float x) {
-  return x;
-}
-template <>
-__device__ __forceinline__ __half FromF<__half>(float x) {
-  return __float2half_rn(x);
-}
-template <>
-__device__ __forceinline__ __nv_bfloat16 FromF<__nv_bfloat16>(float x) {
-  return __float2bfloat16_rn(x);
-}
-
-template <typename T>
-struct alignas(4 * sizeof(T)) Pack4 {
-  T x[4];
-};
-
-bool Aligned(const void* p, size_t bytes) {
-  return reinterpret_cast<uintptr_t>(p) % bytes == 0;
-}
-
 int64_t GridFor(int64_t work_items) {
   return std::max<int64_t>(1, std::min((work_items + kThreads - 1) / kThreads, kMaxBlocks));
-}
-
-template <typename Fn>
-auto DispatchCudaType(DType dtype, Fn&& fn) {
-  switch (dtype) {
-    case DType::kFloat16:
-      return fn(__half{});
-    case DType::kBFloat16:
-      return fn(__nv_bfloat16{});
-    case DType::kFloat32:
-    default:
-      return fn(float{});
-  }
 }
 
 // ------------------------------------------------------ ScaleAndCheckFinite
@@ -100,7 +54,7 @@ __global__ void __launch_bounds__(kThreads)
   for (int64_t i = tid; i < num_packs; i += stride) {
     Pack4<T> p = packs[i];
 #pragma unroll
-    for (int k = 0; k < 4; ++k) p.x[k] = ScaleOne(p.x[k], scale, nonfinite);
+    for (int k = 0; k < 4; ++k) p.v[k] = ScaleOne(p.v[k], scale, nonfinite);
     packs[i] = p;
   }
   for (int64_t i = 4 * num_packs + tid; i < n; i += stride) {
@@ -161,7 +115,7 @@ __global__ void __launch_bounds__(kThreads)
           const Pack4<T> p = *reinterpret_cast<const Pack4<T>*>(x + i);
 #pragma unroll
           for (int k = 0; k < 4; ++k) {
-            const float f = ToF(p.x[k]);
+            const float f = ToF(p.v[k]);
             sum = __fmaf_rn(f, f, sum);
           }
         } else {
@@ -209,7 +163,7 @@ __global__ void __launch_bounds__(kThreads)
     const Pack4<Src> p = in[i];
     Pack4<Dst> q;
 #pragma unroll
-    for (int k = 0; k < 4; ++k) q.x[k] = FromF<Dst>(ToF(p.x[k]));
+    for (int k = 0; k < 4; ++k) q.v[k] = FromF<Dst>(ToF(p.v[k]));
     out[i] = q;
   }
   for (int64_t i = 4 * num_packs + tid; i < n; i += stride) dst[i] = FromF<Dst>(ToF(src[i]));

@@ -17,6 +17,7 @@
 #include "gtest/gtest.h"
 #include "kernels/core/device.h"
 #include "kernels/core/dtype.h"
+#include "kernels/gpu_testutil.h"
 #include "kernels/grad_utils.h"
 #include "kernels/testutil.h"
 
@@ -27,45 +28,7 @@ using ::zt::kernels::testing::FromBytes;
 using ::zt::kernels::testing::RandomFloats;
 using ::zt::kernels::testing::ToBytes;
 
-class Gpu {
- public:
-  Gpu() {
-    auto alloc = NewCudaAllocator(0);
-    CHECK(alloc.ok()) << alloc.status();
-    alloc_ = std::move(*alloc);
-    auto stream = NewStream(Device::Cuda(0));
-    CHECK(stream.ok()) << stream.status();
-    stream_ = std::move(*stream);
-    ctx_.device = Device::Cuda(0);
-    ctx_.stream = static_cast<cudaStream_t>(stream_->native_handle());
-  }
-
-  Buffer Alloc(size_t bytes) {
-    auto buf = Buffer::Allocate(*alloc_, bytes, MemoryCategory::kWorkspace);
-    CHECK(buf.ok()) << buf.status();
-    return std::move(*buf);
-  }
-  Buffer Upload(const void* host, size_t bytes) {
-    Buffer buf = Alloc(bytes);
-    const absl::Status s =
-        CopyBytes(buf.data(), Device::Cuda(0), host, Device::Cpu(), bytes, stream_.get());
-    CHECK(s.ok()) << s;
-    return buf;
-  }
-  void Download(void* host, const void* dev, size_t bytes) {
-    const absl::Status s =
-        CopyBytes(host, Device::Cpu(), dev, Device::Cuda(0), bytes, stream_.get());
-    CHECK(s.ok()) << s;
-    const absl::Status sync = stream_->Synchronize();
-    CHECK(sync.ok()) << sync;
-  }
-  OpContext& ctx() { return ctx_; }
-
- private:
-  std::unique_ptr<Allocator> alloc_;
-  std::unique_ptr<Stream> stream_;
-  OpContext ctx_;
-};
+using Gpu = testing::GpuBuffers;
 
 constexpr float kInf = std::numeric_limits<float>::infinity();
 constexpr float kNaN = std::numeric_limits<float>::quiet_NaN();

@@ -16,6 +16,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "kernels/core/device.h"
+#include "kernels/gpu_testutil.h"
 #include "kernels/layernorm.h"
 #include "kernels/layernorm_ref.h"
 #include "kernels/testutil.h"
@@ -29,54 +30,12 @@ using ::testing::HasSubstr;
 using testing::RandomFloats;
 using testing::ToBytes;
 
-template <typename T>
-T Must(absl::StatusOr<T> v) {
-  if (!v.ok()) {
-    ADD_FAILURE() << v.status();
-    std::abort();
-  }
-  return std::move(*v);
-}
-
-class LayerNormGpuTest : public ::testing::Test {
+class LayerNormGpuTest : public ::testing::Test, public testing::GpuBuffers {
  protected:
-  void SetUp() override {
-    ASSERT_GT(CudaDeviceCount(), 0);
-    alloc_ = Must(NewCudaAllocator(0));
-    stream_ = Must(NewStream(Device::Cuda(0)));
-    ctx_.device = Device::Cuda(0);
-    ctx_.stream = static_cast<cudaStream_t>(stream_->native_handle());
-  }
-
-  Buffer Alloc(size_t bytes) {
-    return Must(Buffer::Allocate(*alloc_, bytes, MemoryCategory::kActivations));
-  }
-  template <typename V>
-  Buffer Upload(const std::vector<V>& v) {
-    Buffer b = Alloc(v.size() * sizeof(V));
-    EXPECT_TRUE(CopyBytes(b.data(), Device::Cuda(0), v.data(), Device::Cpu(), v.size() * sizeof(V),
-                          stream_.get())
-                    .ok());
-    EXPECT_TRUE(stream_->Synchronize().ok());
-    return b;
-  }
-  std::vector<uint8_t> Download(const Buffer& b, size_t bytes, size_t offset = 0) {
-    std::vector<uint8_t> out(bytes);
-    EXPECT_TRUE(stream_->Synchronize().ok());
-    EXPECT_TRUE(CopyBytes(out.data(), Device::Cpu(), b.as<uint8_t>() + offset, Device::Cuda(0),
-                          bytes, stream_.get())
-                    .ok());
-    EXPECT_TRUE(stream_->Synchronize().ok());
-    return out;
-  }
   std::vector<float> DownloadFloats(const Buffer& b, size_t n, DType dt, size_t offset = 0) {
     const auto bytes = Download(b, n * DTypeSize(dt), offset);
     return FromBytes(bytes.data(), n, dt);
   }
-
-  std::unique_ptr<Allocator> alloc_;
-  std::unique_ptr<Stream> stream_;
-  OpContext ctx_;
 };
 
 struct Shape {
