@@ -184,7 +184,9 @@ TEST(ZeroStagesTest, TrafficPerStepMatchesFormulas) {
     const int64_t model = s.total_elements() - scalars;
     const int64_t want = stage == 3 ? 3 * psi : 2 * psi;
     EXPECT_EQ(model, want) << "stage " << stage << ": " << s.ToString();
-    if (stage == 0) EXPECT_EQ(s[Collective::kAllReduce].elements, 2 * psi + scalars);
+    if (stage == 0) {
+      EXPECT_EQ(s[Collective::kAllReduce].elements, 2 * psi + scalars);
+    }
     if (stage == 1 || stage == 2) {
       EXPECT_EQ(s[Collective::kReduceScatter].elements, psi);
       EXPECT_EQ(s[Collective::kAllGather].elements, psi);
