@@ -1,10 +1,10 @@
 #include "zero/engine.h"
 
 #include <algorithm>
+#include <cmath>
 #include <csignal>
 #include <cstdio>
 #include <cstdlib>
-#include <cmath>
 #include <random>
 
 #include "absl/strings/str_cat.h"
@@ -105,7 +105,8 @@ ZeroEngine::~ZeroEngine() {
     }
   }
   if (pending) {
-    for (Buffer* b : {&params_, &grads_, &reduced_, &param_send_, &reduce_tmp_}) b->Leak();
+    for (Buffer* b : {&params_, &grads_, &reduced_, &param_send_, &reduce_tmp_})
+      b->Leak();
     for (int s = 0; s < 3; ++s) {
       grad_slots_[s].Leak();
       gather_slots_[s].Leak();
@@ -127,8 +128,10 @@ absl::StatusOr<std::unique_ptr<ZeroEngine>> ZeroEngine::Create(
 }
 
 absl::Status ZeroEngine::Setup() {
-  if (const char* r = std::getenv("ZEROTRAIN_TEST_KILL_RANK")) kill_rank_ = std::atoi(r);
-  if (const char* s = std::getenv("ZEROTRAIN_TEST_KILL_AT_STEP")) kill_at_step_ = std::atoll(s);
+  if (const char* r = std::getenv("ZEROTRAIN_TEST_KILL_RANK"))
+    kill_rank_ = std::atoi(r);
+  if (const char* s = std::getenv("ZEROTRAIN_TEST_KILL_AT_STEP"))
+    kill_at_step_ = std::atoll(s);
   const int64_t numel = layout_.numel();
   const int rank = comm_->rank();
   shard_ = part_.Shard(rank);
@@ -385,8 +388,9 @@ absl::StatusOr<UnitBuffers> ZeroEngine::Acquire(int unit, Pass pass) {
   if (pass == Pass::kBackward) {
     if (steps_begun_ == kill_at_step_ && comm_->rank() == kill_rank_ &&
         unit == layout_.final_unit()) {
-      std::fprintf(stderr, "rank %d: killing itself mid-step %lld (test hook)\n", kill_rank_,
-                   static_cast<long long>(steps_begun_));
+      std::fprintf(stderr,
+                   "rank %d: killing itself mid-step %lld (test hook)\n",
+                   kill_rank_, static_cast<long long>(steps_begun_));
       std::fflush(stderr);
       raise(SIGKILL);
     }
