@@ -4,6 +4,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "kernels/adamw_internal.h"
+#include "kernels/cpu_parallel.h"
 #include "kernels/ref_util.h"
 
 namespace zt::kernels {
@@ -64,10 +65,13 @@ void AdamWCpu(const AdamWScalars& s, absl::Span<const AdamWTensor> tensors) {
   for (const AdamWTensor& t : tensors) {
     const GradT* grad = static_cast<const GradT*>(t.grad);
     ParamT* param = static_cast<ParamT*>(t.param);
-    for (int64_t i = 0; i < t.n; ++i) {
-      adamw_internal::AdamWElement(s, t.decay, Load(grad[i]), t.master[i], t.m[i], t.v[i]);
-      if (param != nullptr) param[i] = Store<ParamT>(t.master[i]);
-    }
+    // Elementwise, so the split changes no bits.
+    ParallelFor(t.n, 1 << 15, [&](int64_t begin, int64_t end) {
+      for (int64_t i = begin; i < end; ++i) {
+        adamw_internal::AdamWElement(s, t.decay, Load(grad[i]), t.master[i], t.m[i], t.v[i]);
+        if (param != nullptr) param[i] = Store<ParamT>(t.master[i]);
+      }
+    });
   }
 }
 

@@ -3,11 +3,13 @@
 #include <algorithm>
 #include <cmath>
 #include <limits>
-#include <thread>
+#include <type_traits>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "kernels/attention_ref.h"
+#include "kernels/cpu_blas.h"
+#include "kernels/cpu_parallel.h"
 #include "kernels/ref_util.h"
 
 #if ZT_WITH_CUDA
@@ -46,26 +48,164 @@ absl::Status RequireNonNull(const void* ptr, const char* op, const char* name) {
 
 // Runs fn(b, h) for every (batch, head) pair. Each pair reads and writes only
 // its own channels and lse rows, so spreading pairs over threads changes no
-// bits; small problems stay on the calling thread, where starting threads
-// would cost more than the work.
+// bits.
 template <typename Fn>
 void ForEachHead(const AttentionParams& p, const Fn& fn) {
-  const int64_t pairs = p.B * p.NH;
-  const double flops = static_cast<double>(pairs) * p.T * p.T * (p.C / p.NH);
-  const int64_t threads =
-      std::min<int64_t>(pairs, std::max(1u, std::thread::hardware_concurrency()));
-  if (threads <= 1 || flops < 4e6) {
-    for (int64_t i = 0; i < pairs; ++i) fn(i / p.NH, i % p.NH);
-    return;
+  ParallelFor(p.B * p.NH, 1, [&](int64_t begin, int64_t end) {
+    for (int64_t i = begin; i < end; ++i) fn(i / p.NH, i % p.NH);
+  });
+}
+
+// Query rows per block of the fp32 path: bounds its scratch to
+// kQueryBlock x T scores per thread at any sequence length.
+constexpr int64_t kQueryBlock = 64;
+
+// One head's q, k, v as fp32 [T, hs] matrices with row stride ld: views into
+// qkv when T is float, widened copies otherwise.
+template <typename T>
+struct HeadQkv {
+  const float* q;
+  const float* k;
+  const float* v;
+  int64_t ld;
+  std::vector<float> wide;
+
+  HeadQkv(const AttentionParams& p, const T* qkv, int64_t b, int64_t h) {
+    const int64_t seq = p.T, C = p.C, hs = p.C / p.NH;
+    const T* base = qkv + b * seq * 3 * C + h * hs;
+    if constexpr (std::is_same_v<T, float>) {
+      q = base;
+      k = base + C;
+      v = base + 2 * C;
+      ld = 3 * C;
+    } else {
+      wide.resize(3 * seq * hs);
+      for (int64_t part = 0; part < 3; ++part) {
+        for (int64_t t = 0; t < seq; ++t) {
+          for (int64_t d = 0; d < hs; ++d) {
+            wide[(part * seq + t) * hs + d] = Load(base[t * 3 * C + part * C + d]);
+          }
+        }
+      }
+      q = wide.data();
+      k = q + seq * hs;
+      v = k + seq * hs;
+      ld = hs;
+    }
   }
-  std::vector<std::thread> workers;
-  workers.reserve(threads);
-  for (int64_t w = 0; w < threads; ++w) {
-    workers.emplace_back([&, w] {
-      for (int64_t i = w; i < pairs; i += threads) fn(i / p.NH, i % p.NH);
-    });
-  }
-  for (auto& t : workers) t.join();
+};
+
+// The fp32 path for float and 16-bit storage: per head and block of query
+// rows, S = scale Q K^T and the products with V, dO, K and Q are single-
+// threaded sgemm calls (OpenBLAS), the softmax a loop over the block. The
+// double instantiation keeps the plain loops below for finite differences.
+template <typename T>
+void AttentionForwardBlas(const AttentionParams& p, const T* qkv, T* out, float* lse) {
+  const int64_t seq = p.T, C = p.C, hs = p.C / p.NH;
+  const float scale = 1.0f / std::sqrt(static_cast<float>(hs));
+  ForEachHead(p, [&](int64_t b, int64_t h) {
+    const HeadQkv<T> head(p, qkv, b, h);
+    std::vector<float> probs(kQueryBlock * seq), staged;
+    if constexpr (!std::is_same_v<T, float>) staged.resize(kQueryBlock * hs);
+    for (int64_t i0 = 0; i0 < seq; i0 += kQueryBlock) {
+      const int64_t rows = std::min(kQueryBlock, seq - i0), keys = i0 + rows;
+      // Causal: query i0 + r sees keys 0..i0 + r, so the block needs keys
+      // [0, keys) and row r masks the keys after i0 + r.
+      Sgemm(false, true, rows, keys, hs, scale, head.q + i0 * head.ld, head.ld, head.k, head.ld,
+            0.0f, probs.data(), keys);
+      for (int64_t r = 0; r < rows; ++r) {
+        float* row = probs.data() + r * keys;
+        const int64_t valid = i0 + r + 1;
+        float max_score = row[0];
+        for (int64_t j = 1; j < valid; ++j) max_score = std::max(max_score, row[j]);
+        float sum = 0;
+        for (int64_t j = 0; j < valid; ++j) {
+          row[j] = std::exp(row[j] - max_score);
+          sum += row[j];
+        }
+        const float inv = 1.0f / sum;
+        for (int64_t j = 0; j < valid; ++j) row[j] *= inv;
+        std::fill(row + valid, row + keys, 0.0f);
+        lse[(b * p.NH + h) * seq + i0 + r] = max_score + std::log(sum);
+      }
+      T* o = out + (b * seq + i0) * C + h * hs;
+      if constexpr (std::is_same_v<T, float>) {
+        Sgemm(false, false, rows, hs, keys, 1.0f, probs.data(), keys, head.v, head.ld, 0.0f, o, C);
+      } else {
+        Sgemm(false, false, rows, hs, keys, 1.0f, probs.data(), keys, head.v, head.ld, 0.0f,
+              staged.data(), hs);
+        for (int64_t r = 0; r < rows; ++r) {
+          for (int64_t d = 0; d < hs; ++d) o[r * C + d] = Store<T>(staged[r * hs + d]);
+        }
+      }
+    }
+  });
+}
+
+// With P = softmax(S) row-wise and out = P V:
+//   dV = P^T dout,  dP = dout V^T,  dS_ij = P_ij (dP_ij - D_i),
+//   D_i = sum_j P_ij dP_ij = dout_i . out_i,  dQ = scale dS K,  dK = scale dS^T
+//   Q.
+// P is recomputed from the saved lse, never stored.
+template <typename T>
+void AttentionBackwardBlas(const AttentionParams& p, const T* dout, const T* qkv, const T* out,
+                           const float* lse, T* dqkv) {
+  const int64_t seq = p.T, C = p.C, hs = p.C / p.NH;
+  const float scale = 1.0f / std::sqrt(static_cast<float>(hs));
+  ForEachHead(p, [&](int64_t b, int64_t h) {
+    const HeadQkv<T> head(p, qkv, b, h);
+    std::vector<float> probs(kQueryBlock * seq), dprobs(kQueryBlock * seq);
+    std::vector<float> dout_blk(kQueryBlock * hs), dq(kQueryBlock * hs);
+    std::vector<float> dk(seq * hs, 0.0f), dv(seq * hs, 0.0f), row_dot(kQueryBlock);
+    for (int64_t i0 = 0; i0 < seq; i0 += kQueryBlock) {
+      const int64_t rows = std::min(kQueryBlock, seq - i0), keys = i0 + rows;
+      for (int64_t r = 0; r < rows; ++r) {
+        const T* dout_r = dout + (b * seq + i0 + r) * C + h * hs;
+        const T* out_r = out + (b * seq + i0 + r) * C + h * hs;
+        float dot = 0;
+        for (int64_t d = 0; d < hs; ++d) {
+          dout_blk[r * hs + d] = Load(dout_r[d]);
+          dot += dout_blk[r * hs + d] * Load(out_r[d]);
+        }
+        row_dot[r] = dot;
+      }
+      Sgemm(false, true, rows, keys, hs, scale, head.q + i0 * head.ld, head.ld, head.k, head.ld,
+            0.0f, probs.data(), keys);
+      Sgemm(false, true, rows, keys, hs, 1.0f, dout_blk.data(), hs, head.v, head.ld, 0.0f,
+            dprobs.data(), keys);
+      for (int64_t r = 0; r < rows; ++r) {
+        float* prow = probs.data() + r * keys;
+        float* dsrow = dprobs.data() + r * keys;
+        const float row_lse = lse[(b * p.NH + h) * seq + i0 + r];
+        const int64_t valid = i0 + r + 1;
+        for (int64_t j = 0; j < valid; ++j) {
+          prow[j] = std::exp(prow[j] - row_lse);
+          // dS, pre-multiplied by scale for dQ and dK.
+          dsrow[j] = scale * prow[j] * (dsrow[j] - row_dot[r]);
+        }
+        std::fill(prow + valid, prow + keys, 0.0f);
+        std::fill(dsrow + valid, dsrow + keys, 0.0f);
+      }
+      Sgemm(true, false, keys, hs, rows, 1.0f, probs.data(), keys, dout_blk.data(), hs, 1.0f,
+            dv.data(), hs);
+      Sgemm(true, false, keys, hs, rows, 1.0f, dprobs.data(), keys, head.q + i0 * head.ld, head.ld,
+            1.0f, dk.data(), hs);
+      Sgemm(false, false, rows, hs, keys, 1.0f, dprobs.data(), keys, head.k, head.ld, 0.0f,
+            dq.data(), hs);
+      for (int64_t r = 0; r < rows; ++r) {
+        T* dq_out = dqkv + (b * seq + i0 + r) * 3 * C + h * hs;
+        for (int64_t d = 0; d < hs; ++d) dq_out[d] = Store<T>(dq[r * hs + d]);
+      }
+    }
+    for (int64_t j = 0; j < seq; ++j) {
+      T* dk_out = dqkv + (b * seq + j) * 3 * C + C + h * hs;
+      T* dv_out = dk_out + C;
+      for (int64_t d = 0; d < hs; ++d) {
+        dk_out[d] = Store<T>(dk[j * hs + d]);
+        dv_out[d] = Store<T>(dv[j * hs + d]);
+      }
+    }
+  });
 }
 
 template <typename T>
@@ -79,6 +219,10 @@ Acc<T> Dot(const T* a, const T* b, int64_t n) {
 
 template <typename T>
 void AttentionForwardCpu(const AttentionParams& p, const T* qkv, T* out, Acc<T>* lse) {
+  if constexpr (!std::is_same_v<T, double>) {
+    AttentionForwardBlas(p, qkv, out, lse);
+    return;
+  }
   using A = Acc<T>;
   const int64_t seq = p.T, C = p.C, hs = p.C / p.NH;
   const A scale = A(1) / std::sqrt(static_cast<A>(hs));
@@ -110,13 +254,13 @@ void AttentionForwardCpu(const AttentionParams& p, const T* qkv, T* out, Acc<T>*
   });
 }
 
-// With P = softmax(S) row-wise and out = P V:
-//   dV = P^T dout,  dP = dout V^T,  dS_ij = P_ij (dP_ij - D_i),
-//   D_i = sum_j P_ij dP_ij = dout_i . out_i,  dQ = scale dS K,  dK = scale dS^T Q.
-// P is recomputed from the saved lse, never stored.
 template <typename T>
 void AttentionBackwardCpu(const AttentionParams& p, const T* dout, const T* qkv, const T* out,
                           const Acc<T>* lse, T* dqkv) {
+  if constexpr (!std::is_same_v<T, double>) {
+    AttentionBackwardBlas(p, dout, qkv, out, lse, dqkv);
+    return;
+  }
   using A = Acc<T>;
   const int64_t seq = p.T, C = p.C, hs = p.C / p.NH;
   const A scale = A(1) / std::sqrt(static_cast<A>(hs));

@@ -137,24 +137,30 @@ TEST(AttentionTest, DoubleBackwardMatchesFiniteDifferences) {
   }
 }
 
-TEST(AttentionTest, Fp32BackwardMatchesDoubleBackward) {
-  const AttentionParams p = Params(2, 33, 16, 2);
-  const int64_t n_qkv = p.B * p.T * 3 * p.C, n_out = p.B * p.T * p.C, n_lse = p.B * p.NH * p.T;
-  const auto qkv_f = RandomFloats(n_qkv, 6, -2, 2);
-  const auto dout_f = RandomFloats(n_out, 7);
-  const std::vector<double> qkv(qkv_f.begin(), qkv_f.end()), dout(dout_f.begin(), dout_f.end());
+// T = 150 spans three 64-row query blocks of the fp32 path, the last one
+// partial.
+TEST(AttentionTest, Fp32ForwardAndBackwardMatchDouble) {
+  for (const AttentionParams& p : {Params(2, 33, 16, 2), Params(1, 150, 32, 2)}) {
+    SCOPED_TRACE(Name(p));
+    const int64_t n_qkv = p.B * p.T * 3 * p.C, n_out = p.B * p.T * p.C, n_lse = p.B * p.NH * p.T;
+    const auto qkv_f = RandomFloats(n_qkv, 6, -2, 2);
+    const auto dout_f = RandomFloats(n_out, 7);
+    const std::vector<double> qkv(qkv_f.begin(), qkv_f.end()), dout(dout_f.begin(), dout_f.end());
 
-  std::vector<double> out(n_out), lse(n_lse), dqkv(n_qkv);
-  AttentionForwardCpu<double>(p, qkv.data(), out.data(), lse.data());
-  AttentionBackwardCpu<double>(p, dout.data(), qkv.data(), out.data(), lse.data(), dqkv.data());
+    std::vector<double> out(n_out), lse(n_lse), dqkv(n_qkv);
+    AttentionForwardCpu<double>(p, qkv.data(), out.data(), lse.data());
+    AttentionBackwardCpu<double>(p, dout.data(), qkv.data(), out.data(), lse.data(), dqkv.data());
 
-  std::vector<float> out_f(n_out), lse_f(n_lse), dqkv_f(n_qkv, 123.0f);
-  const OpContext ctx = OpContext::Cpu();
-  ASSERT_TRUE(AttentionForward(ctx, p, qkv_f.data(), out_f.data(), lse_f.data()).ok());
-  ASSERT_TRUE(AttentionBackward(ctx, p, dout_f.data(), qkv_f.data(), out_f.data(), lse_f.data(),
-                                dqkv_f.data())
-                  .ok());
-  ExpectAllClose(dqkv_f, dqkv, 1e-5, 1e-4, "dqkv fp32 vs double");
+    std::vector<float> out_f(n_out), lse_f(n_lse), dqkv_f(n_qkv, 123.0f);
+    const OpContext ctx = OpContext::Cpu();
+    ASSERT_TRUE(AttentionForward(ctx, p, qkv_f.data(), out_f.data(), lse_f.data()).ok());
+    ASSERT_TRUE(AttentionBackward(ctx, p, dout_f.data(), qkv_f.data(), out_f.data(), lse_f.data(),
+                                  dqkv_f.data())
+                    .ok());
+    ExpectAllClose(out_f, out, 1e-5, 1e-4, "out fp32 vs double");
+    ExpectAllClose(lse_f, lse, 1e-5, 1e-4, "lse fp32 vs double");
+    ExpectAllClose(dqkv_f, dqkv, 1e-5, 1e-4, "dqkv fp32 vs double");
+  }
 }
 
 // Changing token s's q, k and v may change outputs at s and later only.

@@ -2,18 +2,22 @@
 #define ZEROTRAIN_KERNELS_MATMUL_REF_H_
 
 // CPU reference of the linear layer in matmul.h, templated on the storage
-// type T. fp32 and 16-bit storage multiply with OpenBLAS sgemm (16-bit inputs
-// are widened to fp32 copies first) so the CPU trainer runs at a usable
-// speed; the epilogues (bias, GELU, accumulation) happen in fp32 and each
-// result is rounded to T once. The double instantiation, used by the
-// finite-difference tests, is plain loops.
+// type T. fp32 and 16-bit storage multiply with single-threaded OpenBLAS
+// sgemm calls on row chunks spread by ParallelFor (16-bit inputs are widened
+// to fp32 copies first), so the CPU trainer runs at a usable speed; the
+// epilogues (bias, GELU, accumulation) happen in fp32 and each result is
+// rounded to T once. The double instantiation, used by the finite-difference
+// tests, is plain loops.
 
 #include <cblas.h>
 
+#include <algorithm>
 #include <cstdint>
 #include <type_traits>
 #include <vector>
 
+#include "kernels/cpu_blas.h"
+#include "kernels/cpu_parallel.h"
 #include "kernels/gelu_ref.h"
 #include "kernels/ref_util.h"
 
@@ -64,25 +68,80 @@ std::vector<Acc<T>> GemmRef(bool trans_a, bool trans_b, int64_t m, int64_t n, in
   return c;
 }
 
+// Rows per ParallelFor chunk of a GEMM: a function of the row count alone
+// (see cpu_parallel.h), at most 16 chunks, and never so few rows that
+// OpenBLAS's packing of the shared operand dominates.
+inline int64_t GemmRowGrain(int64_t rows) { return std::max<int64_t>(64, (rows + 15) / 16); }
+
+// fp32 views of a 16-bit operand (widened once, shared by every chunk); a
+// float operand is used in place.
+template <typename T>
+class FloatView {
+ public:
+  FloatView(const T* x, int64_t n) {
+    if constexpr (std::is_same_v<T, float>) {
+      ptr_ = x;
+    } else if (x != nullptr) {
+      wide_.resize(n);
+      ParallelFor(n, 1 << 16, [&](int64_t b, int64_t e) {
+        for (int64_t i = b; i < e; ++i) wide_[i] = Load(x[i]);
+      });
+      ptr_ = wide_.data();
+    }
+  }
+  const float* get() const { return ptr_; }
+
+ private:
+  std::vector<float> wide_;
+  const float* ptr_ = nullptr;
+};
+
 // out = inp @ weight^T + bias; with pre_gelu, pre_gelu = that and
 // out = gelu(it), GELU taken of the unrounded fp32 value (as the fused
-// cuBLASLt epilogue does).
+// cuBLASLt epilogue does). Each result is rounded to T once.
 template <typename T>
 void MatmulForwardRef(const T* inp, const T* weight, const T* bias, T* out, T* pre_gelu, int64_t M,
                       int64_t N, int64_t K) {
-  const std::vector<Acc<T>> acc =
-      GemmRef(/*trans_a=*/false, /*trans_b=*/true, M, N, K, inp, weight);
-  for (int64_t m = 0; m < M; ++m) {
-    for (int64_t n = 0; n < N; ++n) {
-      const int64_t i = m * N + n;
-      const Acc<T> z = acc[i] + (bias != nullptr ? Load(bias[n]) : Acc<T>(0));
-      if (pre_gelu != nullptr) {
-        pre_gelu[i] = Store<T>(z);
-        out[i] = Store<T>(GeluValue(z));
-      } else {
-        out[i] = Store<T>(z);
+  if constexpr (std::is_same_v<T, double>) {
+    const std::vector<double> acc = GemmRef(false, /*trans_b=*/true, M, N, K, inp, weight);
+    for (int64_t m = 0; m < M; ++m) {
+      for (int64_t n = 0; n < N; ++n) {
+        const int64_t i = m * N + n;
+        const double z = acc[i] + (bias != nullptr ? bias[n] : 0.0);
+        if (pre_gelu != nullptr) pre_gelu[i] = z;
+        out[i] = pre_gelu != nullptr ? GeluValue(z) : z;
       }
     }
+  } else {
+    if (M == 0 || N == 0) return;
+    const FloatView<T> inp32(inp, M * K), weight32(weight, N * K);
+    ParallelFor(M, GemmRowGrain(M), [&](int64_t m0, int64_t m1) {
+      const int64_t rows = m1 - m0;
+      // fp32 output rows: written in place when T is float, else staged.
+      std::vector<float> staged;
+      float* z;
+      if constexpr (std::is_same_v<T, float>) {
+        z = (pre_gelu != nullptr ? pre_gelu : out) + m0 * N;
+      } else {
+        staged.resize(rows * N);
+        z = staged.data();
+      }
+      // The bias goes in as C with beta = 1, so each value is acc + bias
+      // rounded once, as in the CUDA epilogue.
+      for (int64_t r = 0; r < rows; ++r) {
+        for (int64_t n = 0; n < N; ++n) z[r * N + n] = bias != nullptr ? Load(bias[n]) : 0.0f;
+      }
+      Sgemm(false, true, rows, N, K, 1.0f, inp32.get() + m0 * K, K, weight32.get(), K, 1.0f, z, N);
+      for (int64_t i = 0; i < rows * N; ++i) {
+        const int64_t o = m0 * N + i;
+        if (pre_gelu != nullptr) {
+          if constexpr (!std::is_same_v<T, float>) pre_gelu[o] = Store<T>(z[i]);
+          out[o] = Store<T>(GeluValue(z[i]));
+        } else if constexpr (!std::is_same_v<T, float>) {
+          out[o] = Store<T>(z[i]);
+        }
+      }
+    });
   }
 }
 
@@ -92,23 +151,82 @@ void MatmulForwardRef(const T* inp, const T* weight, const T* bias, T* out, T* p
 template <typename T>
 void MatmulBackwardRef(const T* dout, const T* inp, const T* weight, T* dinp, const T* inp_pre_gelu,
                        T* dweight, T* dbias, int64_t M, int64_t N, int64_t K) {
-  if (dinp != nullptr) {
-    const std::vector<Acc<T>> g = GemmRef(false, false, M, K, N, dout, weight);
-    for (int64_t i = 0; i < M * K; ++i) {
-      const Acc<T> scale = inp_pre_gelu != nullptr ? GeluGrad(Load(inp_pre_gelu[i])) : Acc<T>(1);
-      dinp[i] = Store<T>(g[i] * scale);
+  if constexpr (std::is_same_v<T, double>) {
+    if (dinp != nullptr) {
+      const std::vector<double> g = GemmRef(false, false, M, K, N, dout, weight);
+      for (int64_t i = 0; i < M * K; ++i) {
+        dinp[i] = g[i] * (inp_pre_gelu != nullptr ? GeluGrad(inp_pre_gelu[i]) : 1.0);
+      }
     }
-  }
-  if (dweight != nullptr) {
-    const std::vector<Acc<T>> g = GemmRef(/*trans_a=*/true, false, N, K, M, dout, inp);
-    for (int64_t i = 0; i < N * K; ++i) dweight[i] = Store<T>(Load(dweight[i]) + g[i]);
-  }
-  if (dbias != nullptr) {
-    std::vector<Acc<T>> sum(N, Acc<T>(0));
-    for (int64_t m = 0; m < M; ++m) {
-      for (int64_t n = 0; n < N; ++n) sum[n] += Load(dout[m * N + n]);
+    if (dweight != nullptr) {
+      const std::vector<double> g = GemmRef(/*trans_a=*/true, false, N, K, M, dout, inp);
+      for (int64_t i = 0; i < N * K; ++i) dweight[i] += g[i];
     }
-    for (int64_t n = 0; n < N; ++n) dbias[n] = Store<T>(Load(dbias[n]) + sum[n]);
+    if (dbias != nullptr) {
+      std::vector<double> sum(N, 0.0);
+      for (int64_t m = 0; m < M; ++m) {
+        for (int64_t n = 0; n < N; ++n) sum[n] += dout[m * N + n];
+      }
+      for (int64_t n = 0; n < N; ++n) dbias[n] += sum[n];
+    }
+  } else {
+    if (dinp == nullptr && dweight == nullptr && dbias == nullptr) return;
+    const FloatView<T> dout32(dout, M * N);
+    if (dinp != nullptr && M > 0 && K > 0) {
+      const FloatView<T> weight32(weight, N * K);
+      ParallelFor(M, GemmRowGrain(M), [&](int64_t m0, int64_t m1) {
+        const int64_t rows = m1 - m0;
+        std::vector<float> staged;
+        float* g;
+        if constexpr (std::is_same_v<T, float>) {
+          g = dinp + m0 * K;
+        } else {
+          staged.resize(rows * K);
+          g = staged.data();
+        }
+        Sgemm(false, false, rows, K, N, 1.0f, dout32.get() + m0 * N, N, weight32.get(), K, 0.0f, g,
+              K);
+        if (inp_pre_gelu != nullptr) {
+          for (int64_t i = 0; i < rows * K; ++i) {
+            dinp[m0 * K + i] = Store<T>(g[i] * GeluGrad(Load(inp_pre_gelu[m0 * K + i])));
+          }
+        } else if constexpr (!std::is_same_v<T, float>) {
+          for (int64_t i = 0; i < rows * K; ++i) dinp[m0 * K + i] = Store<T>(g[i]);
+        }
+      });
+    }
+    if ((dweight != nullptr || dbias != nullptr) && N > 0) {
+      const FloatView<T> inp32(dweight != nullptr ? inp : nullptr, M * K);
+      // Chunks of output features: each dweight row and dbias entry sums
+      // over all M rows inside one chunk, in row order.
+      ParallelFor(N, GemmRowGrain(N), [&](int64_t n0, int64_t n1) {
+        const int64_t cols = n1 - n0;
+        if (dweight != nullptr && K > 0) {
+          std::vector<float> staged;
+          float* g;
+          if constexpr (std::is_same_v<T, float>) {
+            g = dweight + n0 * K;
+          } else {
+            staged.resize(cols * K);
+            for (int64_t i = 0; i < cols * K; ++i) staged[i] = Load(dweight[n0 * K + i]);
+            g = staged.data();
+          }
+          // beta = 1: the old value plus the new sum, rounded once.
+          Sgemm(true, false, cols, K, M, 1.0f, dout32.get() + n0, N, inp32.get(), K, 1.0f, g, K);
+          if constexpr (!std::is_same_v<T, float>) {
+            for (int64_t i = 0; i < cols * K; ++i) dweight[n0 * K + i] = Store<T>(g[i]);
+          }
+        }
+        if (dbias != nullptr) {
+          std::vector<float> sum(cols, 0.0f);
+          for (int64_t m = 0; m < M; ++m) {
+            const float* row = dout32.get() + m * N + n0;
+            for (int64_t c = 0; c < cols; ++c) sum[c] += row[c];
+          }
+          for (int64_t c = 0; c < cols; ++c) dbias[n0 + c] = Store<T>(Load(dbias[n0 + c]) + sum[c]);
+        }
+      });
+    }
   }
 }
 

@@ -8,7 +8,9 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "kernels/core/status_macros.h"
+#include "kernels/cpu_parallel.h"
 #include "trainer/config.h"
+#include "zero/launch_env.h"
 
 #if ZT_WITH_CUDA
 #include <cublasLt.h>
@@ -104,6 +106,13 @@ absl::StatusOr<std::unique_ptr<Trainer>> Trainer::Create(
 
 absl::Status Trainer::Setup() {
   device_ = comm_->device();
+  if (device_.is_cpu()) {
+    // Ranks of one machine share its cores; a launcher that does not say
+    // how many ranks run here leaves every rank all the cores.
+    if (absl::StatusOr<LaunchEnv> env = DetectLaunchEnv(); env.ok()) {
+      kernels::ShareCpuThreadsAmongLocalRanks(env->local_size);
+    }
+  }
   ZT_ASSIGN_OR_RETURN(allocator_, NewAllocator(device_));
   ctx_.device = device_;
   if (device_.is_cuda()) {

@@ -1,0 +1,46 @@
+#ifndef ZEROTRAIN_KERNELS_CPU_PARALLEL_H_
+#define ZEROTRAIN_KERNELS_CPU_PARALLEL_H_
+
+// The CPU ops' one source of threads: an OpenMP team (persistent, so a
+// parallel region costs microseconds, not a thread start) with OpenBLAS kept
+// single-threaded inside it. Two thread pools on the same few cores, each
+// spinning while the other works, cost the CPU trainer about a third of its
+// step time before this existed.
+//
+// Determinism: ParallelFor cuts [0, n) into chunks that depend only on n and
+// the grain, never on the thread count, so an fn that writes only its own
+// chunk's outputs (and combines per-chunk partials in chunk order) gives the
+// same bits on 1 thread as on 16. Resuming a checkpoint on another machine
+// or rank count therefore does not change the math.
+
+#include <cstdint>
+
+#include "absl/functional/function_ref.h"
+
+namespace zt::kernels {
+
+// Runs fn(begin, end) for the chunks [0, grain), [grain, 2 grain), ... of
+// [0, n), spread over the CPU threads. Runs inline when there is one chunk,
+// one thread, or when called from inside another ParallelFor.
+void ParallelFor(int64_t n, int64_t grain, absl::FunctionRef<void(int64_t, int64_t)> fn);
+
+// The number of threads ParallelFor uses: OMP_NUM_THREADS when set, else the
+// cores this process may run on.
+int CpuThreads();
+
+// Overrides CpuThreads() (at least 1). The trainer calls it when several
+// ranks share one machine, so ranks do not oversubscribe the cores.
+void SetCpuThreads(int threads);
+
+// Shares this process's cores (its affinity mask) evenly among `local_ranks`
+// ranks on one machine, unless OMP_NUM_THREADS says otherwise: N ranks with
+// all cores each would spin against each other.
+void ShareCpuThreadsAmongLocalRanks(int local_ranks);
+
+// Makes OpenBLAS run each call on the calling thread. Every CPU GEMM calls
+// this first (it is cheap after the first call).
+void UseSingleThreadedBlas();
+
+}  // namespace zt::kernels
+
+#endif  // ZEROTRAIN_KERNELS_CPU_PARALLEL_H_

@@ -1,0 +1,169 @@
+#include "kernels/cpu_parallel.h"
+
+#include <cstdlib>
+#include <cstring>
+#include <functional>
+#include <mutex>
+#include <set>
+#include <utility>
+#include <vector>
+
+#include "gtest/gtest.h"
+#include "kernels/attention.h"
+#include "kernels/layernorm.h"
+#include "kernels/matmul.h"
+#include "kernels/op_context.h"
+#include "kernels/testutil.h"
+
+namespace zt::kernels {
+namespace {
+
+using ::zt::kernels::testing::RandomFloats;
+
+// Restores the thread count a test changed.
+class CpuThreadsTest : public ::testing::Test {
+ protected:
+  void SetUp() override { saved_ = CpuThreads(); }
+  void TearDown() override { SetCpuThreads(saved_); }
+  int saved_ = 1;
+};
+
+TEST_F(CpuThreadsTest, ChunksCoverTheRangeOnceAtTheGrain) {
+  for (int threads : {1, 3}) {
+    SetCpuThreads(threads);
+    std::mutex mu;
+    std::vector<std::pair<int64_t, int64_t>> chunks;
+    std::vector<int> hits(103, 0);
+    ParallelFor(103, 10, [&](int64_t b, int64_t e) {
+      std::lock_guard<std::mutex> lock(mu);
+      chunks.emplace_back(b, e);
+      for (int64_t i = b; i < e; ++i) ++hits[i];
+    });
+    const std::set<std::pair<int64_t, int64_t>> got(chunks.begin(), chunks.end());
+    std::set<std::pair<int64_t, int64_t>> want;
+    for (int64_t b = 0; b < 103; b += 10) want.emplace(b, std::min<int64_t>(b + 10, 103));
+    EXPECT_EQ(got, want) << threads << " threads";
+    EXPECT_EQ(chunks.size(), want.size()) << threads << " threads";
+    for (int64_t i = 0; i < 103; ++i) ASSERT_EQ(hits[i], 1) << "index " << i;
+  }
+}
+
+TEST_F(CpuThreadsTest, EmptyRangeCallsNothing) {
+  int calls = 0;
+  ParallelFor(0, 4, [&](int64_t, int64_t) { ++calls; });
+  EXPECT_EQ(calls, 0);
+}
+
+TEST_F(CpuThreadsTest, NestedCallsRunInline) {
+  SetCpuThreads(2);
+  std::mutex mu;
+  int inner_chunks = 0;
+  ParallelFor(4, 1, [&](int64_t, int64_t) {
+    ParallelFor(5, 1, [&](int64_t, int64_t) {
+      std::lock_guard<std::mutex> lock(mu);
+      ++inner_chunks;
+    });
+  });
+  EXPECT_EQ(inner_chunks, 20);
+}
+
+TEST_F(CpuThreadsTest, LocalRanksShareTheCoresUnlessOmpNumThreadsIsSet) {
+  unsetenv("OMP_NUM_THREADS");
+  SetCpuThreads(64);
+  ShareCpuThreadsAmongLocalRanks(1);
+  EXPECT_EQ(CpuThreads(), 64) << "one local rank keeps what it has";
+  // More ranks than cores still leaves each rank one thread.
+  ShareCpuThreadsAmongLocalRanks(100000);
+  EXPECT_EQ(CpuThreads(), 1);
+  setenv("OMP_NUM_THREADS", "3", 1);
+  SetCpuThreads(3);
+  ShareCpuThreadsAmongLocalRanks(100000);
+  EXPECT_EQ(CpuThreads(), 3) << "OMP_NUM_THREADS wins";
+  unsetenv("OMP_NUM_THREADS");
+}
+
+// The ops' outputs for one thread count, as raw bytes.
+std::vector<std::vector<float>> RunOps() {
+  const OpContext ctx = OpContext::Cpu();
+  std::vector<std::vector<float>> outs;
+  // A linear layer with GELU, forward and backward, M not a multiple of the
+  // row grain.
+  const int64_t M = 1000, N = 96, K = 80;
+  const auto inp = RandomFloats(M * K, 1), weight = RandomFloats(N * K, 2),
+             bias = RandomFloats(N, 3);
+  const auto dout = RandomFloats(M * N, 4);
+  std::vector<float> out(M * N), pre(M * N), dinp(M * K), dweight(N * K, 0.5f), dbias(N, 0.25f);
+  MatmulForwardParams f;
+  f.inp = inp.data();
+  f.weight = weight.data();
+  f.bias = bias.data();
+  f.out = out.data();
+  f.pre_gelu = pre.data();
+  f.M = M;
+  f.N = N;
+  f.K = K;
+  EXPECT_TRUE(MatmulForward(ctx, f).ok());
+  MatmulBackwardParams b;
+  b.dout = dout.data();
+  b.inp = inp.data();
+  b.weight = weight.data();
+  b.dinp = dinp.data();
+  b.inp_pre_gelu = pre.data();
+  b.dweight = dweight.data();
+  b.dbias = dbias.data();
+  b.M = M;
+  b.N = N;
+  b.K = K;
+  EXPECT_TRUE(MatmulBackward(ctx, b).ok());
+  outs.insert(outs.end(), {out, pre, dinp, dweight, dbias});
+
+  // Attention over several query blocks and heads.
+  AttentionParams ap;
+  ap.B = 3;
+  ap.T = 130;
+  ap.C = 64;
+  ap.NH = 2;
+  const auto qkv = RandomFloats(ap.B * ap.T * 3 * ap.C, 5);
+  const auto adout = RandomFloats(ap.B * ap.T * ap.C, 6);
+  std::vector<float> aout(ap.B * ap.T * ap.C), lse(ap.B * ap.NH * ap.T), dqkv(qkv.size());
+  EXPECT_TRUE(AttentionForward(ctx, ap, qkv.data(), aout.data(), lse.data()).ok());
+  EXPECT_TRUE(
+      AttentionBackward(ctx, ap, adout.data(), qkv.data(), aout.data(), lse.data(), dqkv.data())
+          .ok());
+  outs.insert(outs.end(), {aout, lse, dqkv});
+
+  // LayerNorm, whose backward sums parameter gradients over rows.
+  const int64_t rows = 777, C = 48;
+  const auto x = RandomFloats(rows * C, 7), g = RandomFloats(C, 8), beta = RandomFloats(C, 9);
+  const auto ldout = RandomFloats(rows * C, 10);
+  std::vector<float> y(rows * C), mean(rows), rstd(rows), dx(rows * C, 0.0f), dg(C, 0.0f),
+      db(C, 0.0f);
+  EXPECT_TRUE(LayerNormForward(ctx, DType::kFloat32, rows, C, x.data(), g.data(), beta.data(),
+                               y.data(), mean.data(), rstd.data())
+                  .ok());
+  EXPECT_TRUE(LayerNormBackward(ctx, DType::kFloat32, rows, C, ldout.data(), x.data(), g.data(),
+                                mean.data(), rstd.data(), dx.data(), dg.data(), db.data())
+                  .ok());
+  outs.insert(outs.end(), {y, mean, rstd, dx, dg, db});
+  return outs;
+}
+
+// Checkpoints resume on other machines and rank counts, so the CPU ops must
+// not change bits with the thread count.
+TEST_F(CpuThreadsTest, OpsGiveTheSameBitsOnOneAndManyThreads) {
+  SetCpuThreads(1);
+  const auto one = RunOps();
+  for (int threads : {2, 5}) {
+    SetCpuThreads(threads);
+    const auto many = RunOps();
+    ASSERT_EQ(one.size(), many.size());
+    for (size_t i = 0; i < one.size(); ++i) {
+      ASSERT_EQ(one[i].size(), many[i].size());
+      EXPECT_EQ(std::memcmp(one[i].data(), many[i].data(), one[i].size() * sizeof(float)), 0)
+          << "output " << i << " differs on " << threads << " threads";
+    }
+  }
+}
+
+}  // namespace
+}  // namespace zt::kernels
