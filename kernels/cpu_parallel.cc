@@ -1,42 +1,201 @@
 #include "kernels/cpu_parallel.h"
 
 #include <cblas.h>
-#include <omp.h>
+#include <sched.h>
 
 #include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
 #include <cstdlib>
+#include <memory>
 #include <mutex>
+#include <thread>
+#include <vector>
+
+#include "absl/strings/numbers.h"
 
 namespace zt::kernels {
+namespace {
+
+// True on pool workers and on a thread inside ParallelFor: nested calls run
+// inline.
+thread_local bool in_parallel_for = false;
+
+// Why not OpenMP: at the end of a parallel region the caller waits for every
+// thread of the team, including one the OS has not scheduled yet. On a
+// loaded machine (two ranks or a test runner sharing two cores) that wait
+// made CPU steps 10x slower. Here the calling thread claims chunks too and
+// waits only for chunks a worker has already claimed, so a worker that
+// wakes late costs nothing.
+class CpuPool {
+ public:
+  explicit CpuPool(int threads) {
+    for (int i = 1; i < threads; ++i) workers_.emplace_back([this] { WorkerLoop(); });
+  }
+
+  ~CpuPool() {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      stop_ = true;
+    }
+    wake_.notify_all();
+    for (std::thread& t : workers_) t.join();
+  }
+
+  int threads() const { return static_cast<int>(workers_.size()) + 1; }
+
+  // One job at a time: returns false, doing nothing, while another thread's
+  // job runs (the caller then runs its chunks itself).
+  bool TryRun(int64_t n, int64_t grain, absl::FunctionRef<void(int64_t, int64_t)> fn) {
+    std::unique_lock<std::mutex> running(run_mu_, std::try_to_lock);
+    if (!running.owns_lock()) return false;
+    Job job{n, grain, (n + grain - 1) / grain, &fn};
+    uint64_t gen;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      job_.store(&job, std::memory_order_relaxed);
+      done_.store(0, std::memory_order_relaxed);
+      gen = (Generation(state_.load(std::memory_order_relaxed)) + 1) & 0xffffff;
+      state_.store((gen << (2 * kChunkBits)) | (static_cast<uint64_t>(job.chunks) << kChunkBits),
+                   std::memory_order_release);
+    }
+    wake_.notify_all();
+    while (ClaimAndRun(gen)) {
+    }
+    // Only chunks a worker already claimed (and is running) remain.
+    while (done_.load(std::memory_order_acquire) < job.chunks) std::this_thread::yield();
+    return true;
+  }
+
+ private:
+  struct Job {
+    int64_t n, grain, chunks;
+    absl::FunctionRef<void(int64_t, int64_t)>* fn;
+  };
+
+  // state_ packs the generation (24 bits), the job's chunk count and the
+  // next unclaimed chunk (20 bits each) in one word, so a claim is one CAS
+  // that fails if the job changed, and a worker that wakes after its job
+  // ended never touches the (gone) Job. The Job is read only after a claim
+  // succeeded: its caller waits for that chunk, so it is still alive.
+  static constexpr int kChunkBits = 20;
+  static constexpr uint64_t kChunkMask = (uint64_t{1} << kChunkBits) - 1;
+  static uint64_t Generation(uint64_t s) { return s >> (2 * kChunkBits); }
+
+  bool ClaimAndRun(uint64_t gen) {
+    uint64_t s = state_.load(std::memory_order_acquire);
+    do {
+      if (Generation(s) != gen || (s & kChunkMask) >= ((s >> kChunkBits) & kChunkMask)) {
+        return false;
+      }
+    } while (!state_.compare_exchange_weak(s, s + 1, std::memory_order_acq_rel));
+    const int64_t c = static_cast<int64_t>(s & kChunkMask);
+    const Job* job = job_.load(std::memory_order_acquire);
+    (*job->fn)(c * job->grain, std::min(job->n, (c + 1) * job->grain));
+    done_.fetch_add(1, std::memory_order_release);
+    return true;
+  }
+
+  void WorkerLoop() {
+    in_parallel_for = true;
+    uint64_t seen = 0;
+    for (;;) {
+      // Back-to-back ops start within microseconds of each other: poll for
+      // a while (yielding, so a loaded machine loses little) before sleeping.
+      uint64_t gen = Generation(state_.load(std::memory_order_acquire));
+      const auto spin_until = std::chrono::steady_clock::now() + std::chrono::microseconds(300);
+      for (int spin = 0; gen == seen; ++spin) {
+        if (spin % 64 == 63 && std::chrono::steady_clock::now() > spin_until) break;
+        std::this_thread::yield();
+        gen = Generation(state_.load(std::memory_order_acquire));
+      }
+      if (gen == seen) {
+        std::unique_lock<std::mutex> lock(mu_);
+        wake_.wait(lock, [&] { return stop_ || Generation(state_.load()) != seen; });
+        if (stop_) return;
+        gen = Generation(state_.load());
+      }
+      seen = gen;
+      while (ClaimAndRun(gen)) {
+      }
+    }
+  }
+
+  std::mutex mu_;
+  std::condition_variable wake_;
+  bool stop_ = false;
+  std::mutex run_mu_;
+  std::atomic<const Job*> job_{nullptr};
+  std::atomic<uint64_t> state_{0};
+  std::atomic<int64_t> done_{0};
+  std::vector<std::thread> workers_;
+};
+
+int CoresAvailable() {
+  cpu_set_t set;
+  if (sched_getaffinity(0, sizeof(set), &set) == 0) return std::max(1, CPU_COUNT(&set));
+  return std::max(1u, std::thread::hardware_concurrency());
+}
+
+int DefaultThreads() {
+  int n = 0;
+  if (const char* env = std::getenv("OMP_NUM_THREADS");
+      env != nullptr && absl::SimpleAtoi(env, &n) && n >= 1) {
+    return n;
+  }
+  return CoresAvailable();
+}
+
+std::mutex pool_mu;
+// Never destroyed: workers may still be parked when the process exits.
+CpuPool* pool = nullptr;
+
+CpuPool& Pool() {
+  std::lock_guard<std::mutex> lock(pool_mu);
+  if (pool == nullptr) pool = new CpuPool(DefaultThreads());
+  return *pool;
+}
+
+}  // namespace
 
 void UseSingleThreadedBlas() {
   static std::once_flag once;
   std::call_once(once, [] { openblas_set_num_threads(1); });
 }
 
-int CpuThreads() { return std::max(1, omp_get_max_threads()); }
+int CpuThreads() { return Pool().threads(); }
 
-void SetCpuThreads(int threads) { omp_set_num_threads(std::max(1, threads)); }
+void SetCpuThreads(int threads) {
+  threads = std::max(1, threads);
+  std::lock_guard<std::mutex> lock(pool_mu);
+  if (pool != nullptr && pool->threads() == threads) return;
+  delete pool;
+  pool = new CpuPool(threads);
+}
 
 void ShareCpuThreadsAmongLocalRanks(int local_ranks) {
   if (local_ranks <= 1 || std::getenv("OMP_NUM_THREADS") != nullptr) return;
-  SetCpuThreads(omp_get_num_procs() / local_ranks);
+  SetCpuThreads(CoresAvailable() / local_ranks);
 }
 
 void ParallelFor(int64_t n, int64_t grain, absl::FunctionRef<void(int64_t, int64_t)> fn) {
   if (n <= 0) return;
-  grain = std::max<int64_t>(1, grain);
+  // The pool's state word has 20 bits for the chunk count.
+  grain = std::max<int64_t>({1, grain, (n >> 19) + 1});
   const int64_t chunks = (n + grain - 1) / grain;
-  const int threads = static_cast<int>(std::min<int64_t>(chunks, CpuThreads()));
-  if (threads <= 1 || omp_in_parallel()) {
+  CpuPool& p = Pool();
+  if (chunks <= 1 || p.threads() <= 1 || in_parallel_for) {
     for (int64_t c = 0; c < chunks; ++c) fn(c * grain, std::min(n, (c + 1) * grain));
     return;
   }
   UseSingleThreadedBlas();
-  // Dynamic scheduling: chunk costs differ (causal attention rows, the last
-  // short chunk), and which thread runs a chunk changes no result.
-#pragma omp parallel for schedule(dynamic, 1) num_threads(threads)
-  for (int64_t c = 0; c < chunks; ++c) fn(c * grain, std::min(n, (c + 1) * grain));
+  in_parallel_for = true;
+  const bool ran = p.TryRun(n, grain, fn);
+  if (!ran) {
+    for (int64_t c = 0; c < chunks; ++c) fn(c * grain, std::min(n, (c + 1) * grain));
+  }
+  in_parallel_for = false;
 }
 
 }  // namespace zt::kernels

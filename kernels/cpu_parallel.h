@@ -1,11 +1,11 @@
 #ifndef ZEROTRAIN_KERNELS_CPU_PARALLEL_H_
 #define ZEROTRAIN_KERNELS_CPU_PARALLEL_H_
 
-// The CPU ops' one source of threads: an OpenMP team (persistent, so a
-// parallel region costs microseconds, not a thread start) with OpenBLAS kept
-// single-threaded inside it. Two thread pools on the same few cores, each
-// spinning while the other works, cost the CPU trainer about a third of its
-// step time before this existed.
+// The CPU ops' one source of threads: a persistent pool (a parallel loop
+// costs microseconds, not a thread start) with OpenBLAS kept single-threaded
+// inside it. Two thread pools on the same few cores, each spinning while the
+// other works, cost the CPU trainer about a third of its step time before
+// this existed.
 //
 // Determinism: ParallelFor cuts [0, n) into chunks that depend only on n and
 // the grain, never on the thread count, so an fn that writes only its own
@@ -20,11 +20,14 @@
 namespace zt::kernels {
 
 // Runs fn(begin, end) for the chunks [0, grain), [grain, 2 grain), ... of
-// [0, n), spread over the CPU threads. Runs inline when there is one chunk,
-// one thread, or when called from inside another ParallelFor.
+// [0, n), spread over the CPU threads (the caller is one of them). Runs
+// inline when there is one chunk, one thread, when called from inside
+// another ParallelFor, or while another thread's ParallelFor holds the pool.
+// Thread-safe; SetCpuThreads must not run concurrently with it.
 void ParallelFor(int64_t n, int64_t grain, absl::FunctionRef<void(int64_t, int64_t)> fn);
 
-// The number of threads ParallelFor uses: OMP_NUM_THREADS when set, else the
+// The number of threads ParallelFor uses: OMP_NUM_THREADS when set (the
+// variable users already set for PyTorch and OpenMP programs), else the
 // cores this process may run on.
 int CpuThreads();
 

@@ -1,10 +1,12 @@
 #include "kernels/cpu_parallel.h"
 
+#include <atomic>
 #include <cstdlib>
 #include <cstring>
 #include <functional>
 #include <mutex>
 #include <set>
+#include <thread>
 #include <utility>
 #include <vector>
 
@@ -80,6 +82,44 @@ TEST_F(CpuThreadsTest, LocalRanksShareTheCoresUnlessOmpNumThreadsIsSet) {
   ShareCpuThreadsAmongLocalRanks(100000);
   EXPECT_EQ(CpuThreads(), 3) << "OMP_NUM_THREADS wins";
   unsetenv("OMP_NUM_THREADS");
+}
+
+// Many short loops from two threads at once, some nested: every index is
+// visited exactly once per loop, whichever thread gets the pool.
+TEST_F(CpuThreadsTest, ConcurrentAndBackToBackLoopsVisitEveryIndexOnce) {
+  SetCpuThreads(3);
+  const auto hammer = [](int seed) {
+    for (int iter = 0; iter < 2000; ++iter) {
+      const int64_t n = 1 + (iter * 7919 + seed) % 300;
+      std::vector<std::atomic<int>> hits(n);
+      ParallelFor(n, 1 + iter % 5, [&](int64_t b, int64_t e) {
+        for (int64_t i = b; i < e; ++i) hits[i].fetch_add(1);
+        if (iter % 50 == 0) ParallelFor(4, 1, [](int64_t, int64_t) {});
+      });
+      for (int64_t i = 0; i < n; ++i) {
+        if (hits[i].load() != 1) return false;
+      }
+    }
+    return true;
+  };
+  bool other_ok = false;
+  std::thread other([&] { other_ok = hammer(1); });
+  const bool main_ok = hammer(2);
+  other.join();
+  EXPECT_TRUE(main_ok);
+  EXPECT_TRUE(other_ok);
+}
+
+TEST_F(CpuThreadsTest, HugeRangesStayWithinThePoolsChunkLimit) {
+  SetCpuThreads(2);
+  std::atomic<int64_t> covered{0}, calls{0};
+  const int64_t n = (int64_t{1} << 21) - 1;
+  ParallelFor(n, 1, [&](int64_t b, int64_t e) {
+    covered.fetch_add(e - b);
+    calls.fetch_add(1);
+  });
+  EXPECT_EQ(covered.load(), n);
+  EXPECT_LT(calls.load(), int64_t{1} << 20);
 }
 
 // The ops' outputs for one thread count, as raw bytes.
