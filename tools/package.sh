@@ -6,6 +6,7 @@
 # scripts that run them.
 #
 #   bazel run --config=cuda //tools:package -- --out=DIR
+#   DIR/gpu_issue7.sh        # on the GPU machine: everything issue 7 checks
 #   source DIR/env.sh && mpirun -np 2 DIR/bin/train ...   # no OpenMPI needed
 #
 # The bundle relies on the target machine for glibc, the NVIDIA driver and
@@ -99,8 +100,11 @@ if command -v ompi_info > /dev/null && command -v mpirun > /dev/null; then
     echo "# zerotrain bundle: PMIx parameters (plugin path set by env.sh)" > "$out.tmp/etc/pmix-mca-params.conf"
   fi
 fi
-cp "$here/tools/run_gpu_tests.sh" "$out.tmp/run_gpu_tests.sh"
+# The scripts that run things from the bundle (gpu_issue7.sh runs them all).
+for f in run_gpu_tests.sh run_gpu_zero.sh gpu_zero.py profile_gpu.sh ncu_top10.py gpu_issue7.sh; do
+  cp "$here/tools/$f" "$out.tmp/$f"
+  chmod 755 "$out.tmp/$f"
+done
 cp "$here/tools/bundle_env.sh" "$out.tmp/env.sh"
-chmod +x "$out.tmp/run_gpu_tests.sh"
 rm -rf "$out" && mv "$out.tmp" "$out"
 echo "package: $(du -sh "$out" | cut -f1) in $out ($(ls "$out/bin" | wc -l) programs)"
