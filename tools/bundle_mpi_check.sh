@@ -48,14 +48,15 @@ echo "$out" | grep -q "zerotrain: 2 rank(s) on cpu over mpi" && echo "$out" | gr
 check "mpirun -np 2 train, system OpenMPI hidden" $? "$(echo "$out" | tail -5)"
 
 if command -v strace > /dev/null; then
-  env -i HOME="$HOME" PATH=/usr/bin:/bin bash -c "source '$b/env.sh' && strace -f -qq -e trace=open,openat,execve -o '$tmp/strace.txt' \
+  env -i HOME="$HOME" PATH=/usr/bin:/bin bash -c "source '$b/env.sh' && strace -f -qq -z -e trace=open,openat,execve -o '$tmp/strace.txt' \
     mpirun --oversubscribe --mca btl self,vader --mca btl_vader_single_copy_mechanism none -np 2 '$b/bin/train' ${train[*]}" > "$tmp/strace_run.txt" 2>&1
   rc=$?
-  # Successful opens of OpenMPI/PMIx files outside the bundle (failed
-  # probes, e.g. the loader trying a RUNPATH for libc, do not count).
-  leaks="$(grep -E 'open(at)?\(|execve\(' "$tmp/strace.txt" | grep -v ' = -1 ' |
+  # Successful opens (-z) of OpenMPI/PMIx files outside the bundle; failed
+  # probes (the loader trying orterun's RUNPATH for libc, a missing
+  # ~/.openmpi/mca-params.conf) do not count, nor do the job's session files.
+  leaks="$(grep -E 'open(at)?\(|execve\(' "$tmp/strace.txt" |
            grep -E 'openmpi|pmix|libmpi|libopen-(pal|rte)|orte' | grep -v "$b/" |
-           grep -vE '/tmp/ompi\.|/dev/shm/|/proc/' | head -5)"
+           grep -vE "/tmp/ompi\.|/dev/shm/|/proc/|$HOME/\.(openmpi|pmix)/" | head -5)"
   [[ $rc -eq 0 && -z "$leaks" ]]; check "strace: no OpenMPI/PMIx file opened outside the bundle" $? "status $rc; $leaks"
 else
   echo "note: no strace; skipped the open-files check"
