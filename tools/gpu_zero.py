@@ -126,13 +126,20 @@ def launch(args, run, logdir):
     cmd += ["--set=" + s for s in sets]
     scratch = tempfile.mkdtemp(prefix="zt_mpi_")
     start = time.time()
+    p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                         env=mpi_env(scratch), universal_newlines=True)
     try:
-        p = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                           env=mpi_env(scratch), timeout=args.run_timeout,
-                           universal_newlines=True)
-        out, rc = p.stdout, p.returncode
-    except subprocess.TimeoutExpired as e:
-        out = e.stdout if isinstance(e.stdout, str) else (e.stdout or b"").decode(errors="replace")
+        out, _ = p.communicate(timeout=args.run_timeout)
+        rc = p.returncode
+    except subprocess.TimeoutExpired:
+        # SIGTERM first: mpirun then takes its ranks down with it (a SIGKILL
+        # would leave them running).
+        p.terminate()
+        try:
+            out, _ = p.communicate(timeout=20)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            out, _ = p.communicate()
         rc = "timeout after %ds" % args.run_timeout
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
