@@ -13,6 +13,15 @@
 // skips PyTorch), --python=CMD (default python3), --torch_script=PATH (run
 // this file instead of the embedded copy), --set=field=value (config
 // overrides after the GPT-2 ones, e.g. for a small smoke test on the CPU).
+//
+// --profile[=N]: for Nsight Compute (tools/profile_gpu.sh). Runs zerotrain
+// only, in the first of --dtypes: --warmup plain steps, then N (default 1)
+// training steps between cudaProfilerStart and cudaProfilerStop, so that
+// `ncu --profile-from-start off` sees exactly those steps' kernels. No
+// PyTorch child process (ncu would follow it) and no timing table. Nothing
+// on the GPU waits for the host here (the stream gate that keeps ncu from
+// finishing is kernels/bench's), so ncu's one-kernel-at-a-time replay
+// cannot stall it.
 #include <unistd.h>
 
 #include <algorithm>
@@ -33,6 +42,10 @@
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
+#if ZT_WITH_CUDA
+#include <cuda_profiler_api.h>
+#include <cuda_runtime_api.h>
+#endif
 #include "kernels/core/status_macros.h"
 #include "tools/torch_gpt2_bench_py.h"
 #include "trainer/config.h"
@@ -55,6 +68,7 @@ struct Flags {
   std::string python = "python3";
   std::string torch_script;
   std::vector<std::string> sets;
+  int profile_steps = 0;  // > 0: --profile mode
 };
 
 // One row of the table.
@@ -109,6 +123,9 @@ absl::StatusOr<Flags> ParseFlags(int argc, char** argv) {
       f.torch_script = value;
     } else if (name == "--set" && !value.empty()) {
       f.sets.push_back(value);
+    } else if (name == "--profile") {
+      f.profile_steps = 1;
+      if (eq != std::string::npos) ZT_RETURN_IF_ERROR(positive(a, value, &f.profile_steps));
     } else {
       return absl::InvalidArgumentError(absl::StrCat("unknown flag \"", a, "\""));
     }
@@ -268,8 +285,58 @@ std::vector<Result> RunTorch(const Flags& f, const TrainConfig& config, std::str
   return rows;
 }
 
+#if ZT_WITH_CUDA
+absl::Status CudaStatus(cudaError_t e, const char* what) {
+  if (e == cudaSuccess) return absl::OkStatus();
+  return absl::InternalError(absl::StrCat(what, ": ", cudaGetErrorString(e)));
+}
+#endif
+
+// Brackets the profiled steps for `ncu --profile-from-start off` (and nsys
+// --capture-range=cudaProfilerApi). A CPU run has nothing to bracket.
+absl::Status ProfilerRange(bool start, const Device& device) {
+  if (!device.is_cuda()) return absl::OkStatus();
+#if ZT_WITH_CUDA
+  // Everything before the range has finished, everything in it is inside.
+  ZT_RETURN_IF_ERROR(CudaStatus(cudaDeviceSynchronize(), "cudaDeviceSynchronize"));
+  return start ? CudaStatus(cudaProfilerStart(), "cudaProfilerStart")
+               : CudaStatus(cudaProfilerStop(), "cudaProfilerStop");
+#else
+  return absl::FailedPreconditionError("a CUDA device in a build without CUDA");
+#endif
+}
+
+absl::Status RunProfile(const Flags& f) {
+  const std::string& d = f.dtypes.front();
+  ZT_ASSIGN_OR_RETURN(TrainConfig config, ResolveConfig("", Gpt2Overrides(f, d)));
+  config.set_max_steps(f.warmup + f.profile_steps);
+  ZT_ASSIGN_OR_RETURN(Device device, ChooseDevice(config, /*local_rank=*/0));
+  ZT_ASSIGN_OR_RETURN(auto comm, CreateCommunicator(CommunicatorBackend::kLocal, device));
+  ZT_ASSIGN_OR_RETURN(auto trainer, Trainer::Create(config, comm.get()));
+  std::printf("gpt2_bench --profile: %s on %s, B = %d, T = %d; %d warmup step(s), then %d "
+              "profiled step(s) between cudaProfilerStart and cudaProfilerStop\n",
+              d.c_str(), device.ToString().c_str(), config.batch().micro_batch_size(),
+              config.batch().seq_len(), f.warmup, f.profile_steps);
+  std::fflush(stdout);
+  for (int s = 0; s < f.warmup + f.profile_steps; ++s) {
+    const bool profiled = s >= f.warmup;
+    if (s == f.warmup) ZT_RETURN_IF_ERROR(ProfilerRange(true, device));
+    ZT_ASSIGN_OR_RETURN(StepReport rep, trainer->TrainStep());
+    if (!std::isfinite(rep.loss) && !rep.skipped) {
+      return absl::InternalError(absl::StrCat("step ", rep.step, ": loss ", rep.loss));
+    }
+    std::printf("%s step %lld: loss %.4f, %.2f ms%s\n", profiled ? "profiled" : "warmup",
+                static_cast<long long>(rep.step), rep.loss, rep.seconds * 1e3,
+                rep.skipped ? " (skipped: fp16 overflow)" : "");
+    std::fflush(stdout);
+  }
+  ZT_RETURN_IF_ERROR(ProfilerRange(false, device));
+  return absl::OkStatus();
+}
+
 absl::Status Main(int argc, char** argv) {
   ZT_ASSIGN_OR_RETURN(Flags f, ParseFlags(argc, argv));
+  if (f.profile_steps > 0) return RunProfile(f);
   std::vector<Result> rows;
   std::optional<TrainConfig> first_config;
   for (const std::string& d : f.dtypes) {
