@@ -99,6 +99,9 @@ struct HeadQkv {
 // rows, S = scale Q K^T and the products with V, dO, K and Q are single-
 // threaded sgemm calls (OpenBLAS), the softmax a loop over the block. The
 // double instantiation keeps the plain loops below for finite differences.
+// Masked scores are zeros in P, so a NaN or Inf in a later token's v (or in
+// dout) reaches the earlier rows of its 64-row block as 0 * NaN; finite
+// inputs are masked exactly.
 template <typename T>
 void AttentionForwardBlas(const AttentionParams& p, const T* qkv, T* out, float* lse) {
   const int64_t seq = p.T, C = p.C, hs = p.C / p.NH;
@@ -221,37 +224,37 @@ template <typename T>
 void AttentionForwardCpu(const AttentionParams& p, const T* qkv, T* out, Acc<T>* lse) {
   if constexpr (!std::is_same_v<T, double>) {
     AttentionForwardBlas(p, qkv, out, lse);
-    return;
-  }
-  using A = Acc<T>;
-  const int64_t seq = p.T, C = p.C, hs = p.C / p.NH;
-  const A scale = A(1) / std::sqrt(static_cast<A>(hs));
-  ForEachHead(p, [&](int64_t b, int64_t h) {
-    std::vector<A> scores(seq), acc(hs);
-    for (int64_t i = 0; i < seq; ++i) {
-      const T* q = qkv + (b * seq + i) * 3 * C + h * hs;
-      // Causal: query i sees keys 0..i.
-      A max_score = -std::numeric_limits<A>::infinity();
-      for (int64_t j = 0; j <= i; ++j) {
-        const T* k = qkv + (b * seq + j) * 3 * C + C + h * hs;
-        scores[j] = scale * Dot(q, k, hs);
-        max_score = std::max(max_score, scores[j]);
-      }
-      A sum = 0;
-      for (int64_t j = 0; j <= i; ++j) sum += std::exp(scores[j] - max_score);
-      const A row_lse = max_score + std::log(sum);
+  } else {
+    using A = Acc<T>;
+    const int64_t seq = p.T, C = p.C, hs = p.C / p.NH;
+    const A scale = A(1) / std::sqrt(static_cast<A>(hs));
+    ForEachHead(p, [&](int64_t b, int64_t h) {
+      std::vector<A> scores(seq), acc(hs);
+      for (int64_t i = 0; i < seq; ++i) {
+        const T* q = qkv + (b * seq + i) * 3 * C + h * hs;
+        // Causal: query i sees keys 0..i.
+        A max_score = -std::numeric_limits<A>::infinity();
+        for (int64_t j = 0; j <= i; ++j) {
+          const T* k = qkv + (b * seq + j) * 3 * C + C + h * hs;
+          scores[j] = scale * Dot(q, k, hs);
+          max_score = std::max(max_score, scores[j]);
+        }
+        A sum = 0;
+        for (int64_t j = 0; j <= i; ++j) sum += std::exp(scores[j] - max_score);
+        const A row_lse = max_score + std::log(sum);
 
-      std::fill(acc.begin(), acc.end(), A(0));
-      for (int64_t j = 0; j <= i; ++j) {
-        const T* v = qkv + (b * seq + j) * 3 * C + 2 * C + h * hs;
-        const A prob = std::exp(scores[j] - row_lse);
-        for (int64_t d = 0; d < hs; ++d) acc[d] += prob * Load(v[d]);
+        std::fill(acc.begin(), acc.end(), A(0));
+        for (int64_t j = 0; j <= i; ++j) {
+          const T* v = qkv + (b * seq + j) * 3 * C + 2 * C + h * hs;
+          const A prob = std::exp(scores[j] - row_lse);
+          for (int64_t d = 0; d < hs; ++d) acc[d] += prob * Load(v[d]);
+        }
+        T* o = out + (b * seq + i) * C + h * hs;
+        for (int64_t d = 0; d < hs; ++d) o[d] = Store<T>(acc[d]);
+        lse[(b * p.NH + h) * seq + i] = row_lse;
       }
-      T* o = out + (b * seq + i) * C + h * hs;
-      for (int64_t d = 0; d < hs; ++d) o[d] = Store<T>(acc[d]);
-      lse[(b * p.NH + h) * seq + i] = row_lse;
-    }
-  });
+    });
+  }
 }
 
 template <typename T>
@@ -259,42 +262,42 @@ void AttentionBackwardCpu(const AttentionParams& p, const T* dout, const T* qkv,
                           const Acc<T>* lse, T* dqkv) {
   if constexpr (!std::is_same_v<T, double>) {
     AttentionBackwardBlas(p, dout, qkv, out, lse, dqkv);
-    return;
-  }
-  using A = Acc<T>;
-  const int64_t seq = p.T, C = p.C, hs = p.C / p.NH;
-  const A scale = A(1) / std::sqrt(static_cast<A>(hs));
-  ForEachHead(p, [&](int64_t b, int64_t h) {
-    std::vector<A> dq(hs), dk(seq * hs, A(0)), dv(seq * hs, A(0));
-    for (int64_t i = 0; i < seq; ++i) {
-      const T* q = qkv + (b * seq + i) * 3 * C + h * hs;
-      const T* dout_i = dout + (b * seq + i) * C + h * hs;
-      const A row_dot = Dot(dout_i, out + (b * seq + i) * C + h * hs, hs);
-      const A row_lse = lse[(b * p.NH + h) * seq + i];
-      std::fill(dq.begin(), dq.end(), A(0));
-      for (int64_t j = 0; j <= i; ++j) {
-        const T* k = qkv + (b * seq + j) * 3 * C + C + h * hs;
-        const T* v = k + C;
-        const A prob = std::exp(scale * Dot(q, k, hs) - row_lse);
-        const A dscore = prob * (Dot(dout_i, v, hs) - row_dot);
+  } else {
+    using A = Acc<T>;
+    const int64_t seq = p.T, C = p.C, hs = p.C / p.NH;
+    const A scale = A(1) / std::sqrt(static_cast<A>(hs));
+    ForEachHead(p, [&](int64_t b, int64_t h) {
+      std::vector<A> dq(hs), dk(seq * hs, A(0)), dv(seq * hs, A(0));
+      for (int64_t i = 0; i < seq; ++i) {
+        const T* q = qkv + (b * seq + i) * 3 * C + h * hs;
+        const T* dout_i = dout + (b * seq + i) * C + h * hs;
+        const A row_dot = Dot(dout_i, out + (b * seq + i) * C + h * hs, hs);
+        const A row_lse = lse[(b * p.NH + h) * seq + i];
+        std::fill(dq.begin(), dq.end(), A(0));
+        for (int64_t j = 0; j <= i; ++j) {
+          const T* k = qkv + (b * seq + j) * 3 * C + C + h * hs;
+          const T* v = k + C;
+          const A prob = std::exp(scale * Dot(q, k, hs) - row_lse);
+          const A dscore = prob * (Dot(dout_i, v, hs) - row_dot);
+          for (int64_t d = 0; d < hs; ++d) {
+            dv[j * hs + d] += prob * Load(dout_i[d]);
+            dq[d] += dscore * scale * Load(k[d]);
+            dk[j * hs + d] += dscore * scale * Load(q[d]);
+          }
+        }
+        T* dq_out = dqkv + (b * seq + i) * 3 * C + h * hs;
+        for (int64_t d = 0; d < hs; ++d) dq_out[d] = Store<T>(dq[d]);
+      }
+      for (int64_t j = 0; j < seq; ++j) {
+        T* dk_out = dqkv + (b * seq + j) * 3 * C + C + h * hs;
+        T* dv_out = dk_out + C;
         for (int64_t d = 0; d < hs; ++d) {
-          dv[j * hs + d] += prob * Load(dout_i[d]);
-          dq[d] += dscore * scale * Load(k[d]);
-          dk[j * hs + d] += dscore * scale * Load(q[d]);
+          dk_out[d] = Store<T>(dk[j * hs + d]);
+          dv_out[d] = Store<T>(dv[j * hs + d]);
         }
       }
-      T* dq_out = dqkv + (b * seq + i) * 3 * C + h * hs;
-      for (int64_t d = 0; d < hs; ++d) dq_out[d] = Store<T>(dq[d]);
-    }
-    for (int64_t j = 0; j < seq; ++j) {
-      T* dk_out = dqkv + (b * seq + j) * 3 * C + C + h * hs;
-      T* dv_out = dk_out + C;
-      for (int64_t d = 0; d < hs; ++d) {
-        dk_out[d] = Store<T>(dk[j * hs + d]);
-        dv_out[d] = Store<T>(dv[j * hs + d]);
-      }
-    }
-  });
+    });
+  }
 }
 
 #define ZT_INSTANTIATE_ATTENTION_CPU(T)                                                       \

@@ -1,7 +1,9 @@
 #include "kernels/cpu_parallel.h"
 
 #include <cblas.h>
+#include <pthread.h>
 #include <sched.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <atomic>
@@ -10,6 +12,7 @@
 #include <cstdlib>
 #include <memory>
 #include <mutex>
+#include <new>
 #include <thread>
 #include <vector>
 
@@ -148,13 +151,28 @@ int DefaultThreads() {
 }
 
 std::mutex pool_mu;
-// Never destroyed: workers may still be parked when the process exits.
-CpuPool* pool = nullptr;
+// Callers hold a reference for the length of a loop, so SetCpuThreads can
+// swap pools while another thread's loop still runs on the old one.
+std::shared_ptr<CpuPool>* pool = nullptr;
 
-CpuPool& Pool() {
+std::shared_ptr<CpuPool> Pool() {
   std::lock_guard<std::mutex> lock(pool_mu);
-  if (pool == nullptr) pool = new CpuPool(DefaultThreads());
+  // Leaked: workers may still be parked when the process exits.
+  if (pool == nullptr) {
+    pool = new std::shared_ptr<CpuPool>(std::make_shared<CpuPool>(DefaultThreads()));
+    // A forked child has none of the workers (and perhaps a locked mutex):
+    // it starts a pool of its own, leaking the parent's.
+    pthread_atfork(nullptr, nullptr, [] {
+      new (&pool_mu) std::mutex;
+      pool = nullptr;
+    });
+  }
   return *pool;
+}
+
+void RunInline(int64_t n, int64_t grain, int64_t chunks,
+               absl::FunctionRef<void(int64_t, int64_t)> fn) {
+  for (int64_t c = 0; c < chunks; ++c) fn(c * grain, std::min(n, (c + 1) * grain));
 }
 
 }  // namespace
@@ -164,18 +182,22 @@ void UseSingleThreadedBlas() {
   std::call_once(once, [] { openblas_set_num_threads(1); });
 }
 
-int CpuThreads() { return Pool().threads(); }
+int CpuThreads() { return Pool()->threads(); }
 
 void SetCpuThreads(int threads) {
   threads = std::max(1, threads);
+  Pool();  // the first pool, and the fork handler
   std::lock_guard<std::mutex> lock(pool_mu);
-  if (pool != nullptr && pool->threads() == threads) return;
-  delete pool;
-  pool = new CpuPool(threads);
+  if ((*pool)->threads() == threads) return;
+  *pool = std::make_shared<CpuPool>(threads);
 }
 
 void ShareCpuThreadsAmongLocalRanks(int local_ranks) {
   if (local_ranks <= 1 || std::getenv("OMP_NUM_THREADS") != nullptr) return;
+  // A launcher that binds each rank to its own cores (Open MPI does for
+  // small jobs) has already shared them out.
+  const long online = sysconf(_SC_NPROCESSORS_ONLN);
+  if (online > 0 && CoresAvailable() < online) return;
   SetCpuThreads(CoresAvailable() / local_ranks);
 }
 
@@ -184,17 +206,12 @@ void ParallelFor(int64_t n, int64_t grain, absl::FunctionRef<void(int64_t, int64
   // The pool's state word has 20 bits for the chunk count.
   grain = std::max<int64_t>({1, grain, (n >> 19) + 1});
   const int64_t chunks = (n + grain - 1) / grain;
-  CpuPool& p = Pool();
-  if (chunks <= 1 || p.threads() <= 1 || in_parallel_for) {
-    for (int64_t c = 0; c < chunks; ++c) fn(c * grain, std::min(n, (c + 1) * grain));
-    return;
-  }
+  if (chunks <= 1 || in_parallel_for) return RunInline(n, grain, chunks, fn);
+  const std::shared_ptr<CpuPool> p = Pool();
+  if (p->threads() <= 1) return RunInline(n, grain, chunks, fn);
   UseSingleThreadedBlas();
   in_parallel_for = true;
-  const bool ran = p.TryRun(n, grain, fn);
-  if (!ran) {
-    for (int64_t c = 0; c < chunks; ++c) fn(c * grain, std::min(n, (c + 1) * grain));
-  }
+  if (!p->TryRun(n, grain, fn)) RunInline(n, grain, chunks, fn);
   in_parallel_for = false;
 }
 

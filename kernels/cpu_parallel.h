@@ -10,8 +10,9 @@
 // Determinism: ParallelFor cuts [0, n) into chunks that depend only on n and
 // the grain, never on the thread count, so an fn that writes only its own
 // chunk's outputs (and combines per-chunk partials in chunk order) gives the
-// same bits on 1 thread as on 16. Resuming a checkpoint on another machine
-// or rank count therefore does not change the math.
+// same bits on 1 thread as on 16, on the same CPU and OpenBLAS build.
+// (Another CPU model may get other OpenBLAS kernels, and another rank count
+// other batch shapes and reduction orders.)
 
 #include <cstdint>
 
@@ -23,7 +24,8 @@ namespace zt::kernels {
 // [0, n), spread over the CPU threads (the caller is one of them). Runs
 // inline when there is one chunk, one thread, when called from inside
 // another ParallelFor, or while another thread's ParallelFor holds the pool.
-// Thread-safe; SetCpuThreads must not run concurrently with it.
+// Thread-safe, also against SetCpuThreads (a loop running then finishes on
+// the old pool).
 void ParallelFor(int64_t n, int64_t grain, absl::FunctionRef<void(int64_t, int64_t)> fn);
 
 // The number of threads ParallelFor uses: OMP_NUM_THREADS when set (the
@@ -36,8 +38,9 @@ int CpuThreads();
 void SetCpuThreads(int threads);
 
 // Shares this process's cores (its affinity mask) evenly among `local_ranks`
-// ranks on one machine, unless OMP_NUM_THREADS says otherwise: N ranks with
-// all cores each would spin against each other.
+// ranks on one machine, unless OMP_NUM_THREADS says otherwise or the
+// launcher already bound the rank to part of the machine: N ranks with all
+// cores each would spin against each other.
 void ShareCpuThreadsAmongLocalRanks(int local_ranks);
 
 // Makes OpenBLAS run each call on the calling thread. Every CPU GEMM calls

@@ -1,17 +1,25 @@
 #include "kernels/cpu_parallel.h"
 
+#include <sched.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
 #include <atomic>
+#include <chrono>
+#include <cstdint>
 #include <cstdlib>
 #include <cstring>
 #include <functional>
 #include <mutex>
 #include <set>
+#include <string>
 #include <thread>
 #include <utility>
 #include <vector>
 
 #include "gtest/gtest.h"
 #include "kernels/attention.h"
+#include "kernels/core/dtype.h"
 #include "kernels/layernorm.h"
 #include "kernels/matmul.h"
 #include "kernels/op_context.h"
@@ -20,7 +28,9 @@
 namespace zt::kernels {
 namespace {
 
+using ::zt::kernels::testing::FromBytes;
 using ::zt::kernels::testing::RandomFloats;
+using ::zt::kernels::testing::ToBytes;
 
 // Restores the thread count a test changed.
 class CpuThreadsTest : public ::testing::Test {
@@ -50,6 +60,46 @@ TEST_F(CpuThreadsTest, ChunksCoverTheRangeOnceAtTheGrain) {
   }
 }
 
+// Two chunks that each wait for the other to start can only finish if two
+// threads run them at once.
+TEST_F(CpuThreadsTest, WorkersRunChunksAlongsideTheCaller) {
+  SetCpuThreads(2);
+  std::atomic<int> started{0};
+  std::mutex mu;
+  std::set<std::thread::id> ids;
+  bool all_met = true;
+  ParallelFor(2, 1, [&](int64_t, int64_t) {
+    started.fetch_add(1);
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+    while (started.load() < 2 && std::chrono::steady_clock::now() < deadline) {
+      std::this_thread::yield();
+    }
+    std::lock_guard<std::mutex> lock(mu);
+    all_met &= started.load() == 2;
+    ids.insert(std::this_thread::get_id());
+  });
+  EXPECT_TRUE(all_met) << "the second chunk never started while the first ran";
+  EXPECT_EQ(ids.size(), 2u);
+}
+
+TEST_F(CpuThreadsTest, ForkedChildGetsAWorkingPool) {
+  SetCpuThreads(2);
+  ParallelFor(8, 1, [](int64_t, int64_t) {});
+  const pid_t pid = fork();
+  ASSERT_GE(pid, 0);
+  if (pid == 0) {
+    std::atomic<int64_t> covered{0};
+    ParallelFor(100, 7, [&](int64_t b, int64_t e) { covered.fetch_add(e - b); });
+    SetCpuThreads(3);
+    ParallelFor(100, 7, [&](int64_t b, int64_t e) { covered.fetch_add(e - b); });
+    _exit(covered.load() == 200 && CpuThreads() == 3 ? 0 : 1);
+  }
+  int status = 0;
+  ASSERT_EQ(waitpid(pid, &status, 0), pid);
+  ASSERT_TRUE(WIFEXITED(status));
+  EXPECT_EQ(WEXITSTATUS(status), 0);
+}
+
 TEST_F(CpuThreadsTest, EmptyRangeCallsNothing) {
   int calls = 0;
   ParallelFor(0, 4, [&](int64_t, int64_t) { ++calls; });
@@ -70,18 +120,42 @@ TEST_F(CpuThreadsTest, NestedCallsRunInline) {
 }
 
 TEST_F(CpuThreadsTest, LocalRanksShareTheCoresUnlessOmpNumThreadsIsSet) {
+  const char* saved_env = std::getenv("OMP_NUM_THREADS");
+  const std::string saved = saved_env != nullptr ? saved_env : "";
   unsetenv("OMP_NUM_THREADS");
+  cpu_set_t all;
+  ASSERT_EQ(sched_getaffinity(0, sizeof(all), &all), 0);
+  const bool bound = CPU_COUNT(&all) < sysconf(_SC_NPROCESSORS_ONLN);
   SetCpuThreads(64);
   ShareCpuThreadsAmongLocalRanks(1);
   EXPECT_EQ(CpuThreads(), 64) << "one local rank keeps what it has";
+  if (sysconf(_SC_NPROCESSORS_ONLN) > 1) {
+    // A rank the launcher bound to one core keeps its setting.
+    cpu_set_t one;
+    CPU_ZERO(&one);
+    for (int c = 0; c < CPU_SETSIZE; ++c) {
+      if (CPU_ISSET(c, &all)) {
+        CPU_SET(c, &one);
+        break;
+      }
+    }
+    ASSERT_EQ(sched_setaffinity(0, sizeof(one), &one), 0);
+    ShareCpuThreadsAmongLocalRanks(2);
+    EXPECT_EQ(CpuThreads(), 64) << "a bound rank is left alone";
+    ASSERT_EQ(sched_setaffinity(0, sizeof(all), &all), 0);
+  }
   // More ranks than cores still leaves each rank one thread.
   ShareCpuThreadsAmongLocalRanks(100000);
-  EXPECT_EQ(CpuThreads(), 1);
+  EXPECT_EQ(CpuThreads(), bound ? 64 : 1);
   setenv("OMP_NUM_THREADS", "3", 1);
   SetCpuThreads(3);
   ShareCpuThreadsAmongLocalRanks(100000);
   EXPECT_EQ(CpuThreads(), 3) << "OMP_NUM_THREADS wins";
-  unsetenv("OMP_NUM_THREADS");
+  if (saved_env != nullptr) {
+    setenv("OMP_NUM_THREADS", saved.c_str(), 1);
+  } else {
+    unsetenv("OMP_NUM_THREADS");
+  }
 }
 
 // Many short loops from two threads at once, some nested: every index is
@@ -157,6 +231,35 @@ std::vector<std::vector<float>> RunOps() {
   EXPECT_TRUE(MatmulBackward(ctx, b).ok());
   outs.insert(outs.end(), {out, pre, dinp, dweight, dbias});
 
+  // The same layer in bf16: widened operands, fp32 staging, one rounding.
+  const auto to_bf16 = [](const std::vector<float>& v) { return ToBytes(v, DType::kBFloat16); };
+  const auto inp16 = to_bf16(inp), weight16 = to_bf16(weight), bias16 = to_bf16(bias),
+             dout16 = to_bf16(dout);
+  std::vector<uint8_t> out16(M * N * 2), pre16(M * N * 2), dinp16(M * K * 2),
+      dweight16 = to_bf16(std::vector<float>(N * K, 0.5f)),
+      dbias16 = to_bf16(std::vector<float>(N, 0.25f));
+  MatmulForwardParams f16 = f;
+  f16.dtype = DType::kBFloat16;
+  f16.inp = inp16.data();
+  f16.weight = weight16.data();
+  f16.bias = bias16.data();
+  f16.out = out16.data();
+  f16.pre_gelu = pre16.data();
+  EXPECT_TRUE(MatmulForward(ctx, f16).ok());
+  MatmulBackwardParams b16 = b;
+  b16.dtype = DType::kBFloat16;
+  b16.dout = dout16.data();
+  b16.inp = inp16.data();
+  b16.weight = weight16.data();
+  b16.dinp = dinp16.data();
+  b16.inp_pre_gelu = pre16.data();
+  b16.dweight = dweight16.data();
+  b16.dbias = dbias16.data();
+  EXPECT_TRUE(MatmulBackward(ctx, b16).ok());
+  for (const auto* v : {&out16, &pre16, &dinp16, &dweight16, &dbias16}) {
+    outs.push_back(FromBytes(v->data(), static_cast<int64_t>(v->size() / 2), DType::kBFloat16));
+  }
+
   // Attention over several query blocks and heads.
   AttentionParams ap;
   ap.B = 3;
@@ -188,8 +291,8 @@ std::vector<std::vector<float>> RunOps() {
   return outs;
 }
 
-// Checkpoints resume on other machines and rank counts, so the CPU ops must
-// not change bits with the thread count.
+// A run resumed with another thread count (OMP_NUM_THREADS, ranks sharing
+// the machine) must continue with the same bits.
 TEST_F(CpuThreadsTest, OpsGiveTheSameBitsOnOneAndManyThreads) {
   SetCpuThreads(1);
   const auto one = RunOps();

@@ -68,6 +68,7 @@ template <typename T>
 void LayerNormBackwardRef(int64_t rows, int64_t C, const T* dout, const T* inp, const T* weight,
                           const Acc<T>* mean, const Acc<T>* rstd, T* dinp, T* dweight, T* dbias) {
   using A = Acc<T>;
+  if (rows <= 0) return;
   // Each chunk of rows sums its own partial dweight/dbias; the partials are
   // then added in chunk order, so the result does not depend on threads.
   const int64_t grain = LayerNormRowGrain(rows);

@@ -23,47 +23,22 @@
 
 namespace zt::kernels {
 
+// Row-major C[m, n] = op(A) op(B) in double, where op(A) is [m, k] and
+// op(B) is [k, n]; with trans_a A is stored as [k, m], with trans_b B is
+// stored as [n, k]. Plain loops: the reference the BLAS path is checked with.
 template <typename T>
-std::vector<float> WidenToFloat(const T* x, int64_t n) {
-  std::vector<float> out(n);
-  for (int64_t i = 0; i < n; ++i) out[i] = Load(x[i]);
-  return out;
-}
-
-// Row-major C[m, n] = op(A) op(B), where op(A) is [m, k] and op(B) is [k, n];
-// with trans_a A is stored as [k, m], with trans_b B is stored as [n, k].
-template <typename T>
-std::vector<Acc<T>> GemmRef(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, const T* a,
+std::vector<double> GemmRef(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, const T* a,
                             const T* b) {
-  std::vector<Acc<T>> c(m * n, Acc<T>(0));
-  if (m == 0 || n == 0 || k == 0) return c;
-  if constexpr (std::is_same_v<T, double>) {
-    for (int64_t i = 0; i < m; ++i) {
-      for (int64_t j = 0; j < n; ++j) {
-        double sum = 0;
-        for (int64_t p = 0; p < k; ++p) {
-          sum += (trans_a ? a[p * m + i] : a[i * k + p]) * (trans_b ? b[j * k + p] : b[p * n + j]);
-        }
-        c[i * n + j] = sum;
+  static_assert(std::is_same_v<T, double>, "the fp32 and 16-bit paths use Sgemm");
+  std::vector<double> c(m * n, 0.0);
+  for (int64_t i = 0; i < m; ++i) {
+    for (int64_t j = 0; j < n; ++j) {
+      double sum = 0;
+      for (int64_t p = 0; p < k; ++p) {
+        sum += (trans_a ? a[p * m + i] : a[i * k + p]) * (trans_b ? b[j * k + p] : b[p * n + j]);
       }
+      c[i * n + j] = sum;
     }
-  } else {
-    std::vector<float> a_wide, b_wide;
-    const float* a32;
-    const float* b32;
-    if constexpr (std::is_same_v<T, float>) {
-      a32 = a;
-      b32 = b;
-    } else {
-      a_wide = WidenToFloat(a, m * k);
-      b_wide = WidenToFloat(b, k * n);
-      a32 = a_wide.data();
-      b32 = b_wide.data();
-    }
-    cblas_sgemm(CblasRowMajor, trans_a ? CblasTrans : CblasNoTrans,
-                trans_b ? CblasTrans : CblasNoTrans, static_cast<int>(m), static_cast<int>(n),
-                static_cast<int>(k), 1.0f, a32, static_cast<int>(trans_a ? m : k), b32,
-                static_cast<int>(trans_b ? k : n), 0.0f, c.data(), static_cast<int>(n));
   }
   return c;
 }
@@ -126,8 +101,8 @@ void MatmulForwardRef(const T* inp, const T* weight, const T* bias, T* out, T* p
         staged.resize(rows * N);
         z = staged.data();
       }
-      // The bias goes in as C with beta = 1, so each value is acc + bias
-      // rounded once, as in the CUDA epilogue.
+      // The bias goes in as C with beta = 1: OpenBLAS adds the products to
+      // it in fp32, and a 16-bit result is rounded to T once at the end.
       for (int64_t r = 0; r < rows; ++r) {
         for (int64_t n = 0; n < N; ++n) z[r * N + n] = bias != nullptr ? Load(bias[n]) : 0.0f;
       }
@@ -195,7 +170,8 @@ void MatmulBackwardRef(const T* dout, const T* inp, const T* weight, T* dinp, co
         }
       });
     }
-    if ((dweight != nullptr || dbias != nullptr) && N > 0) {
+    // With M == 0 there is nothing to add (and dout may be null).
+    if ((dweight != nullptr || dbias != nullptr) && N > 0 && M > 0) {
       const FloatView<T> inp32(dweight != nullptr ? inp : nullptr, M * K);
       // Chunks of output features: each dweight row and dbias entry sums
       // over all M rows inside one chunk, in row order.
@@ -211,7 +187,8 @@ void MatmulBackwardRef(const T* dout, const T* inp, const T* weight, T* dinp, co
             for (int64_t i = 0; i < cols * K; ++i) staged[i] = Load(dweight[n0 * K + i]);
             g = staged.data();
           }
-          // beta = 1: the old value plus the new sum, rounded once.
+          // beta = 1 accumulates in fp32; a 16-bit dweight is widened first
+          // and rounded to T once.
           Sgemm(true, false, cols, K, M, 1.0f, dout32.get() + n0, N, inp32.get(), K, 1.0f, g, K);
           if constexpr (!std::is_same_v<T, float>) {
             for (int64_t i = 0; i < cols * K; ++i) dweight[n0 * K + i] = Store<T>(g[i]);
