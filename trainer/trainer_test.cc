@@ -5,6 +5,7 @@
 #include <vector>
 
 #include "gtest/gtest.h"
+#include "kernels/cpu_parallel.h"
 #include "trainer/config.h"
 #include "zero/communicator_factory.h"
 
@@ -118,6 +119,32 @@ TEST(TrainerTest, SameSeedSameBits) {
     EXPECT_EQ(ra->loss, rb->loss);
   }
   EXPECT_EQ(Master(*a.trainer), Master(*b.trainer));
+}
+
+// A run resumed with another thread count (another OMP_NUM_THREADS, ranks
+// sharing a machine) continues with the same bits. The batch is large enough
+// that every parallel op splits into several chunks.
+TEST(TrainerTest, SameBitsOnOneAndThreeCpuThreads) {
+  std::vector<std::string> sets = TinyModel();
+  sets.push_back("batch.micro_batch_size=16");
+  const int saved = kernels::CpuThreads();
+  std::vector<std::vector<double>> losses;
+  std::vector<std::vector<float>> masters;
+  for (int threads : {1, 3}) {
+    kernels::SetCpuThreads(threads);
+    TrainerRun r = MakeRun(sets);
+    std::vector<double> l;
+    for (int i = 0; i < 3; ++i) {
+      auto step = r.trainer->TrainStep();
+      ASSERT_TRUE(step.ok()) << step.status();
+      l.push_back(step->loss);
+    }
+    losses.push_back(l);
+    masters.push_back(Master(*r.trainer));
+  }
+  kernels::SetCpuThreads(saved);
+  EXPECT_EQ(losses[0], losses[1]);
+  EXPECT_EQ(masters[0], masters[1]);
 }
 
 TEST(TrainerTest, EveryStageOnOneRankMatchesStageZero) {
