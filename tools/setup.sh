@@ -11,7 +11,7 @@ PACKAGES=(
   libgtest-dev libgmock-dev libbenchmark-dev
   libopenmpi-dev openmpi-bin
   libopenblas-dev
-  python3-torch python3-numpy python3-venv
+  python3-torch python3-numpy python3-venv python3-matplotlib
 )
 
 missing=()
