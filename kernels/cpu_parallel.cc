@@ -84,6 +84,12 @@ class CpuPool {
   // ended never touches the (gone) Job. The Job is read only after a claim
   // succeeded: its caller waits for that chunk, so it is still alive.
   static constexpr int kChunkBits = 20;
+
+ public:
+  // The most chunks one job may have (ParallelFor splits larger ranges).
+  static constexpr int64_t kMaxJobChunks = int64_t{1} << (kChunkBits - 1);
+
+ private:
   static constexpr uint64_t kChunkMask = (uint64_t{1} << kChunkBits) - 1;
   static uint64_t Generation(uint64_t s) { return s >> (2 * kChunkBits); }
 
@@ -204,15 +210,22 @@ void ShareCpuThreadsAmongLocalRanks(int local_ranks) {
 
 void ParallelFor(int64_t n, int64_t grain, absl::FunctionRef<void(int64_t, int64_t)> fn) {
   if (n <= 0) return;
-  // The pool's state word has 20 bits for the chunk count.
-  grain = std::max<int64_t>({1, grain, (n >> 19) + 1});
+  grain = std::max<int64_t>(1, grain);
   const int64_t chunks = (n + grain - 1) / grain;
   if (chunks <= 1 || in_parallel_for) return RunInline(n, grain, chunks, fn);
   const std::shared_ptr<CpuPool> p = Pool();
   if (p->threads() <= 1) return RunInline(n, grain, chunks, fn);
   UseSingleThreadedBlas();
   in_parallel_for = true;
-  if (!p->TryRun(n, grain, fn)) RunInline(n, grain, chunks, fn);
+  // The pool's state word holds fewer chunks than a huge range may have:
+  // such a range runs as several jobs, each starting on a chunk boundary, so
+  // the chunks stay exactly those documented.
+  const int64_t per_job = CpuPool::kMaxJobChunks * grain;
+  for (int64_t base = 0; base < n; base += per_job) {
+    const int64_t len = std::min(per_job, n - base);
+    const auto shifted = [&](int64_t b, int64_t e) { fn(base + b, base + e); };
+    if (!p->TryRun(len, grain, shifted)) RunInline(len, grain, (len + grain - 1) / grain, shifted);
+  }
   in_parallel_for = false;
 }
 

@@ -22,6 +22,7 @@
 #include "kernels/core/dtype.h"
 #include "kernels/layernorm.h"
 #include "kernels/matmul.h"
+#include "kernels/matmul_testutil.h"
 #include "kernels/op_context.h"
 #include "kernels/testutil.h"
 
@@ -30,6 +31,7 @@ namespace {
 
 using ::zt::kernels::testing::FromBytes;
 using ::zt::kernels::testing::RandomFloats;
+using ::zt::kernels::testing::RunLinearLayerWithGelu;
 using ::zt::kernels::testing::ToBytes;
 
 // Restores the thread count a test changed.
@@ -184,16 +186,20 @@ TEST_F(CpuThreadsTest, ConcurrentAndBackToBackLoopsVisitEveryIndexOnce) {
   EXPECT_TRUE(other_ok);
 }
 
-TEST_F(CpuThreadsTest, HugeRangesStayWithinThePoolsChunkLimit) {
+// More chunks than one pool job holds: the range runs as several jobs, and
+// the chunks are still exactly grain-sized.
+TEST_F(CpuThreadsTest, HugeRangesKeepTheirChunks) {
   SetCpuThreads(2);
-  std::atomic<int64_t> covered{0}, calls{0};
-  const int64_t n = (int64_t{1} << 21) - 1;
-  ParallelFor(n, 1, [&](int64_t b, int64_t e) {
+  std::atomic<int64_t> covered{0}, calls{0}, misplaced{0};
+  const int64_t n = (int64_t{1} << 21) - 1, grain = 1;
+  ParallelFor(n, grain, [&](int64_t b, int64_t e) {
     covered.fetch_add(e - b);
     calls.fetch_add(1);
+    if (e - b != grain || b % grain != 0) misplaced.fetch_add(1);
   });
   EXPECT_EQ(covered.load(), n);
-  EXPECT_LT(calls.load(), int64_t{1} << 20);
+  EXPECT_EQ(calls.load(), n);
+  EXPECT_EQ(misplaced.load(), 0);
 }
 
 // The ops' outputs for one thread count, as raw bytes.
@@ -207,28 +213,11 @@ std::vector<std::vector<float>> RunOps() {
              bias = RandomFloats(N, 3);
   const auto dout = RandomFloats(M * N, 4);
   std::vector<float> out(M * N), pre(M * N), dinp(M * K), dweight(N * K, 0.5f), dbias(N, 0.25f);
-  MatmulForwardParams f;
-  f.inp = inp.data();
-  f.weight = weight.data();
-  f.bias = bias.data();
-  f.out = out.data();
-  f.pre_gelu = pre.data();
-  f.M = M;
-  f.N = N;
-  f.K = K;
-  EXPECT_TRUE(MatmulForward(ctx, f).ok());
-  MatmulBackwardParams b;
-  b.dout = dout.data();
-  b.inp = inp.data();
-  b.weight = weight.data();
-  b.dinp = dinp.data();
-  b.inp_pre_gelu = pre.data();
-  b.dweight = dweight.data();
-  b.dbias = dbias.data();
-  b.M = M;
-  b.N = N;
-  b.K = K;
-  EXPECT_TRUE(MatmulBackward(ctx, b).ok());
+  EXPECT_TRUE(
+      RunLinearLayerWithGelu(ctx, DType::kFloat32, M, N, K,
+                             {inp.data(), weight.data(), bias.data(), out.data(), pre.data(),
+                              dout.data(), pre.data(), dinp.data(), dweight.data(), dbias.data()})
+          .ok());
   outs.insert(outs.end(), {out, pre, dinp, dweight, dbias});
 
   // The same layer in bf16: widened operands, fp32 staging, one rounding.
@@ -238,24 +227,11 @@ std::vector<std::vector<float>> RunOps() {
   std::vector<uint8_t> out16(M * N * 2), pre16(M * N * 2), dinp16(M * K * 2),
       dweight16 = to_bf16(std::vector<float>(N * K, 0.5f)),
       dbias16 = to_bf16(std::vector<float>(N, 0.25f));
-  MatmulForwardParams f16 = f;
-  f16.dtype = DType::kBFloat16;
-  f16.inp = inp16.data();
-  f16.weight = weight16.data();
-  f16.bias = bias16.data();
-  f16.out = out16.data();
-  f16.pre_gelu = pre16.data();
-  EXPECT_TRUE(MatmulForward(ctx, f16).ok());
-  MatmulBackwardParams b16 = b;
-  b16.dtype = DType::kBFloat16;
-  b16.dout = dout16.data();
-  b16.inp = inp16.data();
-  b16.weight = weight16.data();
-  b16.dinp = dinp16.data();
-  b16.inp_pre_gelu = pre16.data();
-  b16.dweight = dweight16.data();
-  b16.dbias = dbias16.data();
-  EXPECT_TRUE(MatmulBackward(ctx, b16).ok());
+  EXPECT_TRUE(RunLinearLayerWithGelu(
+                  ctx, DType::kBFloat16, M, N, K,
+                  {inp16.data(), weight16.data(), bias16.data(), out16.data(), pre16.data(),
+                   dout16.data(), pre16.data(), dinp16.data(), dweight16.data(), dbias16.data()})
+                  .ok());
   for (const auto* v : {&out16, &pre16, &dinp16, &dweight16, &dbias16}) {
     outs.push_back(FromBytes(v->data(), static_cast<int64_t>(v->size() / 2), DType::kBFloat16));
   }

@@ -9,8 +9,6 @@
 // rounded to T once. The double instantiation, used by the finite-difference
 // tests, is plain loops.
 
-#include <cblas.h>
-
 #include <algorithm>
 #include <cstdint>
 #include <type_traits>
@@ -71,6 +69,26 @@ class FloatView {
   const float* ptr_ = nullptr;
 };
 
+// fp32 rows of a result: the destination itself when T is float, else a
+// staging buffer the caller rounds to T from.
+template <typename T>
+class Fp32Rows {
+ public:
+  Fp32Rows(T* dst, int64_t n) {
+    if constexpr (std::is_same_v<T, float>) {
+      ptr_ = dst;
+    } else {
+      staged_.resize(n);
+      ptr_ = staged_.data();
+    }
+  }
+  float* get() { return ptr_; }
+
+ private:
+  std::vector<float> staged_;
+  float* ptr_ = nullptr;
+};
+
 // out = inp @ weight^T + bias; with pre_gelu, pre_gelu = that and
 // out = gelu(it), GELU taken of the unrounded fp32 value (as the fused
 // cuBLASLt epilogue does). Each result is rounded to T once.
@@ -92,15 +110,8 @@ void MatmulForwardRef(const T* inp, const T* weight, const T* bias, T* out, T* p
     const FloatView<T> inp32(inp, M * K), weight32(weight, N * K);
     ParallelFor(M, GemmRowGrain(M), [&](int64_t m0, int64_t m1) {
       const int64_t rows = m1 - m0;
-      // fp32 output rows: written in place when T is float, else staged.
-      std::vector<float> staged;
-      float* z;
-      if constexpr (std::is_same_v<T, float>) {
-        z = (pre_gelu != nullptr ? pre_gelu : out) + m0 * N;
-      } else {
-        staged.resize(rows * N);
-        z = staged.data();
-      }
+      Fp32Rows<T> z_rows((pre_gelu != nullptr ? pre_gelu : out) + m0 * N, rows * N);
+      float* z = z_rows.get();
       // The bias goes in as C with beta = 1: OpenBLAS adds the products to
       // it in fp32, and a 16-bit result is rounded to T once at the end.
       for (int64_t r = 0; r < rows; ++r) {
@@ -151,14 +162,8 @@ void MatmulBackwardRef(const T* dout, const T* inp, const T* weight, T* dinp, co
       const FloatView<T> weight32(weight, N * K);
       ParallelFor(M, GemmRowGrain(M), [&](int64_t m0, int64_t m1) {
         const int64_t rows = m1 - m0;
-        std::vector<float> staged;
-        float* g;
-        if constexpr (std::is_same_v<T, float>) {
-          g = dinp + m0 * K;
-        } else {
-          staged.resize(rows * K);
-          g = staged.data();
-        }
+        Fp32Rows<T> g_rows(dinp + m0 * K, rows * K);
+        float* g = g_rows.get();
         Sgemm(false, false, rows, K, N, 1.0f, dout32.get() + m0 * N, N, weight32.get(), K, 0.0f, g,
               K);
         if (inp_pre_gelu != nullptr) {
@@ -178,14 +183,10 @@ void MatmulBackwardRef(const T* dout, const T* inp, const T* weight, T* dinp, co
       ParallelFor(N, GemmRowGrain(N), [&](int64_t n0, int64_t n1) {
         const int64_t cols = n1 - n0;
         if (dweight != nullptr && K > 0) {
-          std::vector<float> staged;
-          float* g;
-          if constexpr (std::is_same_v<T, float>) {
-            g = dweight + n0 * K;
-          } else {
-            staged.resize(cols * K);
-            for (int64_t i = 0; i < cols * K; ++i) staged[i] = Load(dweight[n0 * K + i]);
-            g = staged.data();
+          Fp32Rows<T> g_rows(dweight + n0 * K, cols * K);
+          float* g = g_rows.get();
+          if constexpr (!std::is_same_v<T, float>) {
+            for (int64_t i = 0; i < cols * K; ++i) g[i] = Load(dweight[n0 * K + i]);
           }
           // beta = 1 accumulates in fp32; a 16-bit dweight is widened first
           // and rounded to T once.

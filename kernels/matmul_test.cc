@@ -11,6 +11,7 @@
 #include "kernels/gelu.h"
 #include "kernels/gelu_ref.h"
 #include "kernels/matmul_ref.h"
+#include "kernels/matmul_testutil.h"
 #include "kernels/op_context.h"
 #include "kernels/testutil.h"
 
@@ -22,6 +23,7 @@ using testing::FromBytes;
 using testing::NumericalGradient;
 using testing::RandomDoubles;
 using testing::RandomFloats;
+using testing::RunLinearLayerWithGelu;
 using testing::ToBytes;
 
 constexpr double kEps32 = 1.1920928955078125e-07;
@@ -313,54 +315,22 @@ TEST_P(MatmulDTypeTest, SixteenBitMatchesFp32WithinOneRounding) {
   // 16-bit run.
   std::vector<uint8_t> out(s.M * s.N * 2), pre_gelu(s.M * s.N * 2), dpre(s.M * s.K * 2);
   std::vector<uint8_t> dweight = dweight0, dbias = dbias0;
-  MatmulForwardParams f;
-  f.inp = inp.data();
-  f.weight = weight.data();
-  f.bias = bias.data();
-  f.out = out.data();
-  f.pre_gelu = pre_gelu.data();
-  f.M = s.M;
-  f.N = s.N;
-  f.K = s.K;
-  f.dtype = dtype;
-  ASSERT_TRUE(MatmulForward(OpContext::Cpu(), f).ok());
-  MatmulBackwardParams b;
-  b.dout = dout.data();
-  b.inp = inp.data();
-  b.weight = weight.data();
-  b.dinp = dpre.data();
-  b.inp_pre_gelu = pre.data();
-  b.dweight = dweight.data();
-  b.dbias = dbias.data();
-  b.M = s.M;
-  b.N = s.N;
-  b.K = s.K;
-  b.dtype = dtype;
-  ASSERT_TRUE(MatmulBackward(OpContext::Cpu(), b).ok());
+  ASSERT_TRUE(
+      RunLinearLayerWithGelu(OpContext::Cpu(), dtype, s.M, s.N, s.K,
+                             {inp.data(), weight.data(), bias.data(), out.data(), pre_gelu.data(),
+                              dout.data(), pre.data(), dpre.data(), dweight.data(), dbias.data()})
+          .ok());
 
   // fp32 run on the same values.
   const auto inp32 = floats(inp), weight32 = floats(weight), bias32 = floats(bias);
   const auto dout32 = floats(dout), pre32 = floats(pre);
   std::vector<float> out32(s.M * s.N), pre_gelu32(s.M * s.N), dpre32(s.M * s.K);
   std::vector<float> dweight32 = floats(dweight0), dbias32 = floats(dbias0);
-  MatmulForwardParams f32 = f;
-  f32.inp = inp32.data();
-  f32.weight = weight32.data();
-  f32.bias = bias32.data();
-  f32.out = out32.data();
-  f32.pre_gelu = pre_gelu32.data();
-  f32.dtype = DType::kFloat32;
-  ASSERT_TRUE(MatmulForward(OpContext::Cpu(), f32).ok());
-  MatmulBackwardParams b32 = b;
-  b32.dout = dout32.data();
-  b32.inp = inp32.data();
-  b32.weight = weight32.data();
-  b32.dinp = dpre32.data();
-  b32.inp_pre_gelu = pre32.data();
-  b32.dweight = dweight32.data();
-  b32.dbias = dbias32.data();
-  b32.dtype = DType::kFloat32;
-  ASSERT_TRUE(MatmulBackward(OpContext::Cpu(), b32).ok());
+  ASSERT_TRUE(RunLinearLayerWithGelu(
+                  OpContext::Cpu(), DType::kFloat32, s.M, s.N, s.K,
+                  {inp32.data(), weight32.data(), bias32.data(), out32.data(), pre_gelu32.data(),
+                   dout32.data(), pre32.data(), dpre32.data(), dweight32.data(), dbias32.data()})
+                  .ok());
 
   const std::string name(DTypeName(dtype));
   ExpectAllClose(floats(out), out32, kTinyAtol, eps, name + " out");
@@ -388,30 +358,11 @@ TEST(MatmulTest, SameInputsGiveSameBits) {
       dinp.assign(s.M * s.K * e, 0);
       dweight.assign(s.N * s.K * e, 0);
       dbias.assign(s.N * e, 0);
-      MatmulForwardParams f;
-      f.inp = inp.data();
-      f.weight = weight.data();
-      f.bias = bias.data();
-      f.out = out.data();
-      f.pre_gelu = pre.data();
-      f.M = s.M;
-      f.N = s.N;
-      f.K = s.K;
-      f.dtype = dtype;
-      ASSERT_TRUE(MatmulForward(OpContext::Cpu(), f).ok());
-      MatmulBackwardParams b;
-      b.dout = dout.data();
-      b.inp = inp.data();
-      b.weight = weight.data();
-      b.dinp = dinp.data();
-      b.inp_pre_gelu = inp.data();
-      b.dweight = dweight.data();
-      b.dbias = dbias.data();
-      b.M = s.M;
-      b.N = s.N;
-      b.K = s.K;
-      b.dtype = dtype;
-      ASSERT_TRUE(MatmulBackward(OpContext::Cpu(), b).ok());
+      ASSERT_TRUE(RunLinearLayerWithGelu(
+                      OpContext::Cpu(), dtype, s.M, s.N, s.K,
+                      {inp.data(), weight.data(), bias.data(), out.data(), pre.data(), dout.data(),
+                       inp.data(), dinp.data(), dweight.data(), dbias.data()})
+                      .ok());
     };
     std::vector<uint8_t> out1, pre1, dinp1, dweight1, dbias1, out2, pre2, dinp2, dweight2, dbias2;
     run(out1, pre1, dinp1, dweight1, dbias1);
