@@ -156,7 +156,7 @@ def fmt_pct(v):
 
 def render(summary, width=64):
     lines = ["%d launches of %d kernels, %.3f ms of kernel time in total (ncu: serialized,"
-             " caches flushed, clocks locked)" % (summary["launches"], summary["kernels"],
+             " caches flushed)" % (summary["launches"], summary["kernels"],
                                                   summary["total_ms"]), ""]
     lines.append("%3s %-*s %9s %6s %5s %9s %9s %7s %8s" %
                  ("#", width, "kernel", "total ms", "share", "count", "mean us", "compute%",

@@ -6,7 +6,7 @@
 # scripts that run them.
 #
 #   bazel run --config=cuda //tools:package -- --out=DIR [--tar=FILE.tar.xz]
-#   DIR/gpu_issue7.sh        # on the GPU machine: everything issue 7 checks
+#   DIR/gpu_checks.sh        # on the GPU machine: every GPU check, one budget
 #   DIR/gpu_bench.sh         # GPT-2 124M vs PyTorch at B=8, then larger B
 #   source DIR/env.sh && mpirun -np 2 DIR/bin/train ...   # no OpenMPI needed
 #
@@ -106,8 +106,9 @@ if command -v ompi_info > /dev/null && command -v mpirun > /dev/null; then
     echo "# zerotrain bundle: PMIx parameters (plugin path set by env.sh)" > "$out.tmp/etc/pmix-mca-params.conf"
   fi
 fi
-# The scripts that run things from the bundle (gpu_issue7.sh runs them all).
-for f in run_gpu_tests.sh run_gpu_zero.sh gpu_zero.py profile_gpu.sh ncu_top10.py gpu_issue7.sh gpu_bench.sh; do
+# The scripts that run things from the bundle (gpu_checks.sh runs them all).
+for f in run_gpu_tests.sh run_gpu_zero.sh gpu_zero.py profile_gpu.sh ncu_top10.py gpu_checks.sh \
+         llmc_bench.py gpu_bench.sh; do
   cp "$here/tools/$f" "$out.tmp/$f"
   chmod 755 "$out.tmp/$f"
 done
