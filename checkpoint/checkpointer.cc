@@ -34,10 +34,12 @@ constexpr int kRunning = 0;
 constexpr int kDone = 1;
 int FailedCode(const absl::Status& s) { return 2 + static_cast<int>(s.code()); }
 
+cudaStream_t Native(Stream* s) { return s ? s->cuda_stream() : nullptr; }
+
 // Every rank's code through one all-reduce (nothing moves at world size 1).
 absl::StatusOr<std::vector<int>> GatherCodesOn(Communicator* comm,
                                                Allocator* allocator,
-                                               cudaStream_t stream,
+                                               Stream* stream,
                                                absl::Duration timeout,
                                                int mine) {
   const int world = comm->world_size();
@@ -66,7 +68,7 @@ absl::Status StatusFromCodes(const std::vector<int>& codes, int rank,
 }
 
 absl::Status AgreeOn(Communicator* comm, Allocator* allocator,
-                     cudaStream_t stream, absl::Duration timeout,
+                     Stream* stream, absl::Duration timeout,
                      const absl::Status& mine, absl::string_view what) {
   ZT_ASSIGN_OR_RETURN(
       std::vector<int> codes,
@@ -91,7 +93,7 @@ CheckpointWriter::CheckpointWriter(const CheckpointWriterOptions& options,
                                    const TrainConfig& config,
                                    const ParamLayout& layout,
                                    Communicator* comm, Allocator* allocator,
-                                   cudaStream_t stream)
+                                   Stream* stream)
     : opt_(options), comm_(comm), allocator_(allocator), stream_(stream) {
   base_.set_format_version(kFormatVersion);
   *base_.mutable_config() = config;
@@ -112,7 +114,7 @@ CheckpointWriter::~CheckpointWriter() {
 absl::StatusOr<std::unique_ptr<CheckpointWriter>> CheckpointWriter::Create(
     const CheckpointWriterOptions& options, const TrainConfig& config,
     const ParamLayout& layout, Communicator* comm, Allocator* allocator,
-    cudaStream_t stream) {
+    Stream* stream) {
   if (options.dir.empty()) {
     return absl::InvalidArgumentError("checkpoint.dir is empty");
   }
@@ -217,7 +219,7 @@ absl::Status CheckpointWriter::Save(const OptimizerStateView& state,
                                    state.device, static_cast<size_t>(n) * 4,
                                    stream_));
     }
-    ZT_RETURN_IF_ERROR(SynchronizeStream(state.device, stream_));
+    ZT_RETURN_IF_ERROR(SynchronizeStream(state.device, Native(stream_)));
     data.master = host_[0].get();
     data.exp_avg = host_[1].get();
     data.exp_avg_sq = host_[2].get();
@@ -404,7 +406,7 @@ void CheckpointWriter::CollectGarbage(int64_t newest) {
 absl::StatusOr<LoadedCheckpoint> LoadCheckpoint(const std::string& path,
                                                 const ParamLayout& layout,
                                                 ZeroEngine* engine,
-                                                cudaStream_t stream) {
+                                                Stream* stream) {
   Communicator* comm = engine->comm();
   const Range r = engine->opt_range();
   const int64_t n = r.size();
@@ -455,7 +457,7 @@ absl::StatusOr<LoadedCheckpoint> LoadCheckpoint(const std::string& path,
     ZT_RETURN_IF_ERROR(CopyBytes(dst[i], dev, host[i].data(), Device::Cpu(),
                                  static_cast<size_t>(n) * 4, stream));
   }
-  ZT_RETURN_IF_ERROR(SynchronizeStream(dev, stream));
+  ZT_RETURN_IF_ERROR(SynchronizeStream(dev, Native(stream)));
   ZT_RETURN_IF_ERROR(engine->RefreshParamsFromMaster());
   return out;
 }

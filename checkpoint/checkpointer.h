@@ -93,12 +93,13 @@ struct SaveStats {
 
 class CheckpointWriter {
  public:
-  // `config` is recorded in every manifest; `allocator` and `stream` stage
-  // the small agreement collectives on GPU communicators.
+  // `config` is recorded in every manifest; `allocator` and `stream` (the
+  // compute stream, as in EngineOptions) stage the small agreement
+  // collectives on GPU communicators.
   static absl::StatusOr<std::unique_ptr<CheckpointWriter>> Create(
       const CheckpointWriterOptions& options, const TrainConfig& config,
       const ParamLayout& layout, Communicator* comm, Allocator* allocator,
-      cudaStream_t stream);
+      Stream* stream);
   // Waits for a write in flight; does not commit it.
   ~CheckpointWriter();
 
@@ -136,7 +137,7 @@ class CheckpointWriter {
   CheckpointWriter(const CheckpointWriterOptions& options,
                    const TrainConfig& config, const ParamLayout& layout,
                    Communicator* comm, Allocator* allocator,
-                   cudaStream_t stream);
+                   Stream* stream);
 
   // Every rank's code (0 = OK), gathered through one all-reduce.
   absl::StatusOr<std::vector<int>> GatherCodes(int mine);
@@ -153,7 +154,7 @@ class CheckpointWriter {
   Manifest base_;  // config, layout, world size, stage
   Communicator* comm_;
   Allocator* allocator_;
-  cudaStream_t stream_;
+  Stream* stream_;  // may be nullptr on the CPU
   Range save_range_;
   std::unique_ptr<float[]> host_[3];
   Phase phase_ = Phase::kIdle;
@@ -178,11 +179,11 @@ struct LoadedCheckpoint {
 // master weights and moments into `engine` verifying every checksum, and
 // recomputes the working parameters. On any rank's error every rank
 // returns an error (its own, or one naming the failing rank); the engine
-// may then hold a partial state.
+// may then hold a partial state. `stream` is the engine's options().stream.
 absl::StatusOr<LoadedCheckpoint> LoadCheckpoint(const std::string& path,
                                                 const ParamLayout& layout,
                                                 ZeroEngine* engine,
-                                                cudaStream_t stream);
+                                                Stream* stream);
 
 }  // namespace ckpt
 }  // namespace zt

@@ -115,18 +115,23 @@ absl::Status Trainer::Setup() {
   }
   ZT_ASSIGN_OR_RETURN(allocator_, NewAllocator(device_));
   ctx_.device = device_;
+#if !ZT_WITH_CUDA
   if (device_.is_cuda()) {
+    return absl::FailedPreconditionError("CUDA device without a CUDA build");
+  }
+#endif
+  // A Stream on the CPU too, so collectives always get one; it has no
+  // native handle, so ctx_.stream stays nullptr there.
+  ZT_ASSIGN_OR_RETURN(stream_, NewStream(device_));
+  ctx_.stream = stream_->cuda_stream();
 #if ZT_WITH_CUDA
-    ZT_ASSIGN_OR_RETURN(stream_, NewStream(device_));
-    ctx_.stream = stream_->cuda_stream();
+  if (device_.is_cuda()) {
     cublasLtHandle_t handle = nullptr;
     ZT_CUBLAS_RETURN_IF_ERROR(cublasLtCreate(&handle));
     cublaslt_ = handle;
     ctx_.cublaslt_handle = handle;
-#else
-    return absl::FailedPreconditionError("CUDA device without a CUDA build");
-#endif
   }
+#endif
   const ModelConfig& m = config_.model();
   GptShape shape;
   shape.n_layer = m.n_layer();
@@ -145,6 +150,7 @@ absl::Status Trainer::Setup() {
   eo.reduce_bucket_elements = config_.zero().reduce_bucket_size();
   eo.allgather_bucket_elements = config_.zero().allgather_bucket_size();
   eo.timeout = absl::Seconds(config_.zero().comm_timeout_s());
+  eo.stream = stream_.get();
   ZT_ASSIGN_OR_RETURN(
       engine_, ZeroEngine::Create(*layout_, eo, comm_, allocator_.get(), ctx_));
   ZT_RETURN_IF_ERROR(engine_->InitParameters(config_.seed()));
@@ -179,7 +185,7 @@ absl::Status Trainer::Setup() {
     co.verbose = comm_->rank() == 0;
     ZT_ASSIGN_OR_RETURN(checkpointer_, ckpt::CheckpointWriter::Create(
                                            co, config_, *layout_, comm_,
-                                           allocator_.get(), ctx_.stream));
+                                           allocator_.get(), stream_.get()));
   }
   std::string resume_path = options_.resume_from;
   if (resume_path.empty() && options_.resume) {
@@ -203,7 +209,7 @@ absl::Status Trainer::Setup() {
 absl::Status Trainer::LoadCheckpoint(const std::string& path) {
   ZT_ASSIGN_OR_RETURN(
       ckpt::LoadedCheckpoint loaded,
-      ckpt::LoadCheckpoint(path, *layout_, engine_.get(), ctx_.stream));
+      ckpt::LoadCheckpoint(path, *layout_, engine_.get(), stream_.get()));
   step_ = loaded.training.step;
   adam_steps_ = loaded.training.adam_steps;
   scaler_.Restore(loaded.training.loss_scaler);
@@ -290,7 +296,7 @@ absl::StatusOr<StepReport> Trainer::TrainStep() {
   scaler_.Update(outcome.skipped);
   if (!outcome.skipped) ++adam_steps_;
   float mean_loss = static_cast<float>(loss_sum / accum);
-  ZT_RETURN_IF_ERROR(AllReduceHostFloats(comm_, allocator_.get(), ctx_.stream,
+  ZT_RETURN_IF_ERROR(AllReduceHostFloats(comm_, allocator_.get(), stream_.get(),
                                          &mean_loss, 1,
                                          engine_->options().timeout));
   StepReport r;
@@ -324,7 +330,7 @@ absl::StatusOr<double> Trainer::Evaluate() {
     sum += loss;
   }
   float mean = static_cast<float>(sum / n);
-  ZT_RETURN_IF_ERROR(AllReduceHostFloats(comm_, allocator_.get(), ctx_.stream,
+  ZT_RETURN_IF_ERROR(AllReduceHostFloats(comm_, allocator_.get(), stream_.get(),
                                          &mean, 1, engine_->options().timeout));
   return static_cast<double>(mean) / comm_->world_size();
 }

@@ -52,19 +52,20 @@ Range Intersect(Range a, Range b) {
 }  // namespace
 
 absl::Status AllReduceHostFloats(Communicator* comm, Allocator* allocator,
-                                 cudaStream_t stream, float* values, int n,
+                                 Stream* stream, float* values, int n,
                                  absl::Duration timeout) {
   if (comm->world_size() == 1) return absl::OkStatus();
   float* buf = values;
   Buffer dev_buf;
   const Device dev = comm->device();
+  const cudaStream_t native = stream ? stream->cuda_stream() : nullptr;
   if (!dev.is_cpu()) {
     // Device transports (NCCL) need device memory.
     ZT_ASSIGN_OR_RETURN(dev_buf, Buffer::Allocate(*allocator, n * sizeof(float),
                                                   MemoryCategory::kWorkspace));
     ZT_RETURN_IF_ERROR(CopyBytes(dev_buf.data(), dev, values, Device::Cpu(),
-                                 n * sizeof(float), stream));
-    ZT_RETURN_IF_ERROR(SynchronizeStream(dev, stream));
+                                 n * sizeof(float), native));
+    ZT_RETURN_IF_ERROR(SynchronizeStream(dev, native));
     buf = dev_buf.as<float>();
   }
   AllReduceOptions o;
@@ -72,12 +73,13 @@ absl::Status AllReduceHostFloats(Communicator* comm, Allocator* allocator,
   o.recv = buf;
   o.count = n;
   o.dtype = DType::kFloat32;
+  o.stream = stream;
   ZT_ASSIGN_OR_RETURN(auto h, comm->AllReduce(o));
   ZT_RETURN_IF_ERROR(h->Wait(timeout));
   if (!dev_buf.empty()) {
     ZT_RETURN_IF_ERROR(
-        CopyBytes(values, Device::Cpu(), buf, dev, n * sizeof(float), stream));
-    ZT_RETURN_IF_ERROR(SynchronizeStream(dev, stream));
+        CopyBytes(values, Device::Cpu(), buf, dev, n * sizeof(float), native));
+    ZT_RETURN_IF_ERROR(SynchronizeStream(dev, native));
   }
   return absl::OkStatus();
 }
@@ -120,6 +122,12 @@ absl::StatusOr<std::unique_ptr<ZeroEngine>> ZeroEngine::Create(
   if (options.stage < 0 || options.stage > 3) {
     return absl::InvalidArgumentError(
         absl::StrCat("zero.stage must be 0..3, got ", options.stage));
+  }
+  // Collectives ordered on another stream than the compute would race it.
+  if (options.stream != nullptr &&
+      options.stream->cuda_stream() != ctx.stream) {
+    return absl::InvalidArgumentError(
+        "EngineOptions.stream must be the stream behind ctx.stream");
   }
   std::unique_ptr<ZeroEngine> e(
       new ZeroEngine(layout, options, comm, allocator, ctx));
@@ -278,6 +286,7 @@ absl::Status ZeroEngine::RefreshParamsFromMaster() {
     o.recv = params_.as<char>() + b.begin * es();
     o.counts = part_.Counts(b);
     o.dtype = opt_.dtype;
+    o.stream = opt_.stream;
     ZT_ASSIGN_OR_RETURN(auto h, comm_->AllGatherV(o));
     handles.push_back(std::move(h));
   }
@@ -333,6 +342,7 @@ absl::Status ZeroEngine::StartGather(int unit, int slot) {
     o.recv = gather_slots_[slot].as<char>() + (b.begin - u.begin) * es();
     o.counts = part_.Counts(b);
     o.dtype = opt_.dtype;
+    o.stream = opt_.stream;
     ZT_ASSIGN_OR_RETURN(auto h, comm_->AllGatherV(o));
     gather_pending_[slot].push_back(std::move(h));
   }
@@ -435,6 +445,7 @@ absl::Status ZeroEngine::GradientsReady(int unit) {
     o.recv = dst_base + (mine.begin - shard_.begin) * es();
     o.counts = part_.Counts(b);
     o.dtype = opt_.dtype;
+    o.stream = opt_.stream;
     ZT_ASSIGN_OR_RETURN(auto h, comm_->ReduceScatterV(o));
     reduce_pending_[slot].push_back(std::move(h));
   }
@@ -485,6 +496,7 @@ absl::Status ZeroEngine::FinishGradients() {
       o.recv = grads_.as<char>() + b.begin * es();
       o.count = b.size();
       o.dtype = opt_.dtype;
+      o.stream = opt_.stream;
       ZT_ASSIGN_OR_RETURN(auto h, comm_->AllReduce(o));
       handles.push_back(std::move(h));
     }
@@ -496,6 +508,7 @@ absl::Status ZeroEngine::FinishGradients() {
       o.recv = reduced_.as<char>() + (mine.begin - shard_.begin) * es();
       o.counts = part_.Counts(b);
       o.dtype = opt_.dtype;
+      o.stream = opt_.stream;
       ZT_ASSIGN_OR_RETURN(auto h, comm_->ReduceScatterV(o));
       handles.push_back(std::move(h));
     }
@@ -532,7 +545,7 @@ absl::StatusOr<StepOutcome> ZeroEngine::Step(kernels::AdamWHyper hyper,
   float agreed[2] = {static_cast<float>(found), local_sq};
   if (comm_->world_size() > 1 && opt_.stage > 0) {
     // One fp32 all-reduce agrees on both the overflow flag and the norm.
-    ZT_RETURN_IF_ERROR(AllReduceHostFloats(comm_, alloc_, ctx_.stream, agreed,
+    ZT_RETURN_IF_ERROR(AllReduceHostFloats(comm_, alloc_, opt_.stream, agreed,
                                            2, opt_.timeout));
   }
   StepOutcome out;
@@ -555,6 +568,7 @@ absl::StatusOr<StepOutcome> ZeroEngine::Step(kernels::AdamWHyper hyper,
       o.recv = params_.as<char>() + b.begin * es();
       o.counts = part_.Counts(b);
       o.dtype = opt_.dtype;
+      o.stream = opt_.stream;
       ZT_ASSIGN_OR_RETURN(auto h, comm_->AllGatherV(o));
       handles.push_back(std::move(h));
     }

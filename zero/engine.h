@@ -39,12 +39,17 @@ struct EngineOptions {
   int64_t reduce_bucket_elements = 0;     // 0: one bucket per unit
   int64_t allgather_bucket_elements = 0;  // 0: one collective per unit
   absl::Duration timeout = absl::Minutes(5);
+  // The Stream whose cuda_stream() is ctx.stream; collectives are ordered
+  // after its work (host-staged MPI requires it on a GPU). May be nullptr on
+  // the CPU.
+  Stream* stream = nullptr;
 };
 
 // Sums `n` host floats over all ranks in place (staged through device memory
-// when the communicator needs it).
+// on `stream` when the communicator needs it; the collective is given
+// `stream` too).
 absl::Status AllReduceHostFloats(Communicator* comm, Allocator* allocator,
-                                 cudaStream_t stream, float* values, int n,
+                                 Stream* stream, float* values, int n,
                                  absl::Duration timeout);
 
 struct StepOutcome {
