@@ -112,7 +112,7 @@ absl::Status MatmulBackward(const OpContext& ctx, const MatmulBackwardParams& p)
     MatmulBackwardRef(static_cast<const T*>(p.dout), static_cast<const T*>(p.inp),
                       static_cast<const T*>(p.weight), static_cast<T*>(p.dinp),
                       static_cast<const T*>(p.inp_pre_gelu), static_cast<T*>(p.dweight),
-                      static_cast<T*>(p.dbias), p.M, p.N, p.K);
+                      static_cast<T*>(p.dbias), p.M, p.N, p.K, p.accumulate);
   });
   return absl::OkStatus();
 }

@@ -119,15 +119,16 @@ __global__ void BiasGradPartialsKernel(const T* dout, float* partials,
   }
 }
 
-// dbias[n] += sum over chunks of partials[chunk, n], chunks in order.
+// dbias[n] (+)= sum over chunks of partials[chunk, n], chunks in order.
 template <typename T>
 __global__ void BiasGradFinishKernel(const float* partials, T* dbias,
-                                     int64_t chunks, int64_t N) {
+                                     int64_t chunks, int64_t N,
+                                     bool accumulate) {
   for (int64_t n = blockIdx.x * int64_t{blockDim.x} + threadIdx.x; n < N;
        n += int64_t{gridDim.x} * blockDim.x) {
     float sum = 0.0f;
     for (int64_t c = 0; c < chunks; ++c) sum += partials[c * N + n];
-    dbias[n] = FromF<T>(ToF(dbias[n]) + sum);
+    dbias[n] = FromF<T>((accumulate ? ToF(dbias[n]) : 0.0f) + sum);
   }
 }
 
@@ -349,7 +350,7 @@ int GridFor(int64_t work) {
 template <typename T>
 absl::Status LaunchBiasGrad(cudaStream_t stream, const void* dout,
                             float* partials, void* dbias, int64_t M,
-                            int64_t N) {
+                            int64_t N, bool accumulate) {
   const int64_t chunks =
       (M + kMatmulBiasGradRowsPerChunk - 1) / kMatmulBiasGradRowsPerChunk;
   const dim3 grid(static_cast<unsigned>(chunks),
@@ -359,7 +360,7 @@ absl::Status LaunchBiasGrad(cudaStream_t stream, const void* dout,
           static_cast<const T*>(dout), partials, M, N);
   ZT_CUDA_RETURN_IF_LAUNCH_ERROR("BiasGradPartialsKernel");
   BiasGradFinishKernel<T><<<GridFor(N), kThreads, 0, stream>>>(
-      partials, static_cast<T*>(dbias), chunks, N);
+      partials, static_cast<T*>(dbias), chunks, N, accumulate);
   ZT_CUDA_RETURN_IF_LAUNCH_ERROR("BiasGradFinishKernel");
   return absl::OkStatus();
 }
@@ -593,8 +594,12 @@ absl::Status MatmulBackwardCuda(const OpContext& ctx,
     ZT_RETURN_IF_ERROR(cuda::DispatchCudaType(p.dtype, [&](auto tag) {
       return LaunchBiasGrad<decltype(tag)>(ctx.stream, p.dout,
                                            static_cast<float*>(ctx.workspace),
-                                           p.dbias, p.M, p.N);
+                                           p.dbias, p.M, p.N, p.accumulate);
     }));
+  } else if (p.dbias != nullptr && !p.accumulate && p.N > 0) {
+    // No rows: the overwritten bias gradient is zero.
+    ZT_CUDA_RETURN_IF_ERROR(
+        cudaMemsetAsync(p.dbias, 0, p.N * elem, ctx.stream));
   }
 
   if (p.dinp != nullptr && p.M > 0 && p.K > 0) {
@@ -652,6 +657,11 @@ absl::Status MatmulBackwardCuda(const OpContext& ctx,
     }
   }
 
+  if (p.dweight != nullptr && !p.accumulate && p.M == 0 && p.N > 0 &&
+      p.K > 0) {
+    ZT_CUDA_RETURN_IF_ERROR(
+        cudaMemsetAsync(p.dweight, 0, p.N * p.K * elem, ctx.stream));
+  }
   if (p.dweight != nullptr && p.M > 0 && p.N > 0 && p.K > 0) {
     // dweight^T [K, N] += inp^T [K, M] (inp stored column-major [K, M])
     //                   * dout [M, N] (dout stored column-major [N, M], op =
@@ -667,10 +677,12 @@ absl::Status MatmulBackwardCuda(const OpContext& ctx,
     g.ldb = p.N;
     g.d = p.dweight;
     g.ldd = p.K;
-    if (p.dtype == DType::kFloat32) {
+    if (p.dtype == DType::kFloat32 || !p.accumulate) {
       // fp32 storage: adding through beta rounds A B to fp32 first, an
       // error of eps32 |A B|, far below what fp32 accumulation already has.
-      g.beta = 1.0f;
+      // An overwrite (beta = 0) rounds the fp32 accumulator once into any
+      // storage type (split-K partials meet in fp32: see RunGemm).
+      g.beta = p.accumulate ? 1.0f : 0.0f;
       ZT_ASSIGN_OR_RETURN(const bool ran,
                           RunGemm(ctx, p.dtype, g, WholeWorkspace(ctx)));
       if (!ran) return NoAlgorithm(kOp, nullptr, &p);

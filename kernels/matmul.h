@@ -40,6 +40,11 @@ struct MatmulBackwardParams {
   void* dbias = nullptr;               // [N] T, accumulated (+=), or nullptr
   int64_t M = 0, N = 0, K = 0;
   DType dtype = DType::kFloat32;
+  // false: dweight and dbias are overwritten and their old contents never
+  // read (a gradient buffer known to hold zeros). On CUDA a 16-bit dweight
+  // then comes straight out of cuBLASLt, rounded once, with no fp32 staging
+  // and no accumulation pass.
+  bool accumulate = true;
 };
 
 // ctx.workspace bytes the ops want on CUDA (CPU needs none): the forward

@@ -289,7 +289,7 @@ class MatmulGpuFixture {
   }
 
   BackwardResult GpuBackward(const Problem& pr, bool with_gelu, bool allow_fused,
-                             size_t workspace_bytes = kWorkspaceBytes) {
+                             size_t workspace_bytes = kWorkspaceBytes, bool accumulate = true) {
     const Shape s = pr.s;
     DeviceBuffer dout = Upload(pr.dout), inp = Upload(pr.inp), weight = Upload(pr.weight),
                  pre = Upload(pr.pre), dweight = Upload(pr.dweight0), dbias = Upload(pr.dbias0);
@@ -307,6 +307,7 @@ class MatmulGpuFixture {
     p.N = s.N;
     p.K = s.K;
     p.dtype = pr.dtype;
+    p.accumulate = accumulate;
     OpContext ctx = ctx_;
     ctx.workspace_bytes = workspace_bytes;
     absl::Status st;
@@ -448,6 +449,40 @@ TEST_P(MatmulGpuTest, ExactSumsAreRoundedOnce) {
     EXPECT_EQ(pr.F(got.dinp), pr.F(ref.dinp)) << What(pr, allow_fused, "dinp" + ws);
     EXPECT_EQ(pr.F(got.dweight), pr.F(ref.dweight)) << What(pr, allow_fused, "dweight" + ws);
     EXPECT_EQ(pr.F(got.dbias), pr.F(ref.dbias)) << What(pr, allow_fused, "dbias" + ws);
+  }
+}
+
+// accumulate = false (a gradient buffer known to hold zeros): dweight and
+// dbias overwrite what was there (NaN here, so a read of it shows) and match
+// the CPU reference accumulating onto zeros: within the sum allowance on
+// random data, bitwise on exact (dyadic) data, where one rounding from fp32
+// is all either side may do.
+TEST_P(MatmulGpuTest, OverwrittenParameterGradientsIgnoreOldContents) {
+  const auto [dtype, shape, allow_fused] = GetParam();
+  for (const bool dyadic : {false, true}) {
+    Problem pr(shape, dtype, dyadic);
+    const Shape s = pr.s;
+    std::fill(pr.dweight0.begin(), pr.dweight0.end(), 0);
+    std::fill(pr.dbias0.begin(), pr.dbias0.end(), 0);
+    const BackwardResult ref = CpuBackward(pr, /*with_gelu=*/false);
+    Problem poisoned = pr;
+    std::fill(poisoned.dweight0.begin(), poisoned.dweight0.end(), 0xff);
+    std::fill(poisoned.dbias0.begin(), poisoned.dbias0.end(), 0xff);
+    const BackwardResult got = GpuBackward(poisoned, /*with_gelu=*/false, allow_fused,
+                                           kWorkspaceBytes, /*accumulate=*/false);
+    const std::string what = dyadic ? " overwritten, exact data" : " overwritten";
+    const std::vector<float> dweight = pr.F(ref.dweight), dbias = pr.F(ref.dbias);
+    if (dyadic) {
+      EXPECT_EQ(pr.F(got.dweight), dweight) << What(pr, allow_fused, "dweight" + what);
+      EXPECT_EQ(pr.F(got.dbias), dbias) << What(pr, allow_fused, "dbias" + what);
+    } else {
+      const BackwardResult magnitude = BackwardMagnitude(pr);
+      ExpectClose(pr.F(got.dweight), dweight,
+                  SumAllowance(dtype, s.M, dweight, F32(magnitude.dweight)),
+                  What(pr, allow_fused, "dweight" + what));
+      ExpectClose(pr.F(got.dbias), dbias, SumAllowance(dtype, s.M, dbias, F32(magnitude.dbias)),
+                  What(pr, allow_fused, "dbias" + what));
+    }
   }
 }
 

@@ -132,11 +132,13 @@ void MatmulForwardRef(const T* inp, const T* weight, const T* bias, T* out, T* p
 }
 
 // dinp = dout @ weight (times gelu'(inp_pre_gelu) when given), overwritten;
-// dweight += dout^T @ inp; dbias += column sums of dout (rows in order).
-// Null outputs are skipped.
+// dweight += dout^T @ inp; dbias += column sums of dout (rows in order);
+// with accumulate = false, dweight and dbias are overwritten instead (their
+// old contents are not read). Null outputs are skipped.
 template <typename T>
 void MatmulBackwardRef(const T* dout, const T* inp, const T* weight, T* dinp, const T* inp_pre_gelu,
-                       T* dweight, T* dbias, int64_t M, int64_t N, int64_t K) {
+                       T* dweight, T* dbias, int64_t M, int64_t N, int64_t K,
+                       bool accumulate = true) {
   if constexpr (std::is_same_v<T, double>) {
     if (dinp != nullptr) {
       const std::vector<double> g = GemmRef(false, false, M, K, N, dout, weight);
@@ -146,14 +148,14 @@ void MatmulBackwardRef(const T* dout, const T* inp, const T* weight, T* dinp, co
     }
     if (dweight != nullptr) {
       const std::vector<double> g = GemmRef(/*trans_a=*/true, false, N, K, M, dout, inp);
-      for (int64_t i = 0; i < N * K; ++i) dweight[i] += g[i];
+      for (int64_t i = 0; i < N * K; ++i) dweight[i] = (accumulate ? dweight[i] : 0.0) + g[i];
     }
     if (dbias != nullptr) {
       std::vector<double> sum(N, 0.0);
       for (int64_t m = 0; m < M; ++m) {
         for (int64_t n = 0; n < N; ++n) sum[n] += dout[m * N + n];
       }
-      for (int64_t n = 0; n < N; ++n) dbias[n] += sum[n];
+      for (int64_t n = 0; n < N; ++n) dbias[n] = (accumulate ? dbias[n] : 0.0) + sum[n];
     }
   } else {
     if (dinp == nullptr && dweight == nullptr && dbias == nullptr) return;
@@ -175,7 +177,12 @@ void MatmulBackwardRef(const T* dout, const T* inp, const T* weight, T* dinp, co
         }
       });
     }
-    // With M == 0 there is nothing to add (and dout may be null).
+    // With M == 0 there is nothing to add (and dout may be null); an
+    // overwrite still has to leave zeros.
+    if (!accumulate && M == 0) {
+      if (dweight != nullptr) std::fill(dweight, dweight + N * K, Store<T>(0.0f));
+      if (dbias != nullptr) std::fill(dbias, dbias + N, Store<T>(0.0f));
+    }
     if ((dweight != nullptr || dbias != nullptr) && N > 0 && M > 0) {
       const FloatView<T> inp32(dweight != nullptr ? inp : nullptr, M * K);
       // Chunks of output features: each dweight row and dbias entry sums
@@ -186,11 +193,14 @@ void MatmulBackwardRef(const T* dout, const T* inp, const T* weight, T* dinp, co
           Fp32Rows<T> g_rows(dweight + n0 * K, cols * K);
           float* g = g_rows.get();
           if constexpr (!std::is_same_v<T, float>) {
-            for (int64_t i = 0; i < cols * K; ++i) g[i] = Load(dweight[n0 * K + i]);
+            if (accumulate) {
+              for (int64_t i = 0; i < cols * K; ++i) g[i] = Load(dweight[n0 * K + i]);
+            }
           }
           // beta = 1 accumulates in fp32; a 16-bit dweight is widened first
           // and rounded to T once.
-          Sgemm(true, false, cols, K, M, 1.0f, dout32.get() + n0, N, inp32.get(), K, 1.0f, g, K);
+          Sgemm(true, false, cols, K, M, 1.0f, dout32.get() + n0, N, inp32.get(), K,
+                accumulate ? 1.0f : 0.0f, g, K);
           if constexpr (!std::is_same_v<T, float>) {
             for (int64_t i = 0; i < cols * K; ++i) dweight[n0 * K + i] = Store<T>(g[i]);
           }
@@ -201,7 +211,9 @@ void MatmulBackwardRef(const T* dout, const T* inp, const T* weight, T* dinp, co
             const float* row = dout32.get() + m * N + n0;
             for (int64_t c = 0; c < cols; ++c) sum[c] += row[c];
           }
-          for (int64_t c = 0; c < cols; ++c) dbias[n0 + c] = Store<T>(Load(dbias[n0 + c]) + sum[c]);
+          for (int64_t c = 0; c < cols; ++c) {
+            dbias[n0 + c] = Store<T>((accumulate ? Load(dbias[n0 + c]) : 0.0f) + sum[c]);
+          }
         }
       });
     }

@@ -291,6 +291,46 @@ TEST(MatmulTest, ParameterGradientsAccumulateAndDinpIsOverwritten) {
   ExpectAllClose(dbias, want_dbias, 4 * kEps32, 4 * kEps32, "dbias after two passes");
 }
 
+// accumulate = false: dweight and dbias come out as the gradient of this
+// pass alone, bit for bit what accumulating onto zeros gives, whatever they
+// held (NaN here: a read of the old contents would show), in every dtype;
+// with no rows they are zero.
+TEST(MatmulTest, OverwrittenParameterGradientsIgnoreOldContents) {
+  const Shape s{37, 21, 13};
+  for (const DType dtype : {DType::kFloat32, DType::kBFloat16, DType::kFloat16}) {
+    const size_t es = DTypeSize(dtype);
+    const std::vector<uint8_t> dout = ToBytes(RandomFloats(s.M * s.N, 41), dtype),
+                               inp = ToBytes(RandomFloats(s.M * s.K, 42), dtype),
+                               weight = ToBytes(RandomFloats(s.N * s.K, 43), dtype);
+    auto run = [&](bool accumulate, uint8_t fill, int64_t M) {
+      std::vector<uint8_t> dw(s.N * s.K * es, fill), db(s.N * es, fill);
+      MatmulBackwardParams p;
+      p.dout = dout.data();
+      p.inp = inp.data();
+      p.weight = weight.data();
+      p.dweight = dw.data();
+      p.dbias = db.data();
+      p.M = M;
+      p.N = s.N;
+      p.K = s.K;
+      p.dtype = dtype;
+      p.accumulate = accumulate;
+      EXPECT_TRUE(MatmulBackward(OpContext::Cpu(), p).ok());
+      dw.insert(dw.end(), db.begin(), db.end());
+      return FromBytes(dw.data(), dw.size() / es, dtype);
+    };
+    const std::vector<float> onto_zeros = run(/*accumulate=*/true, 0x00, s.M);
+    const std::vector<float> overwritten = run(/*accumulate=*/false, 0xff, s.M);
+    ASSERT_EQ(onto_zeros.size(), overwritten.size());
+    for (size_t i = 0; i < onto_zeros.size(); ++i) {
+      ASSERT_EQ(overwritten[i], onto_zeros[i]) << DTypeName(dtype) << " element " << i;
+    }
+    EXPECT_EQ(run(/*accumulate=*/false, 0xff, /*M=*/0),
+              std::vector<float>(onto_zeros.size(), 0.0f))
+        << DTypeName(dtype) << ": no rows";
+  }
+}
+
 // 16-bit storage is fp32 math on the widened inputs plus one rounding per
 // output, so it is within one ulp (|ref| * eps(dtype)) of fp32 run on the
 // same 16-bit-representable inputs. The tiny atol covers results below the

@@ -363,6 +363,8 @@ absl::Status GptModel::Backward(ParamProvider& provider) {
   mb.weight = P(emb, wte);
   mb.dinp = Act(kDbtc);
   mb.dweight = G(emb, wte);
+  // The tied head writes wte's gradient first; EmbeddingBackward adds to it.
+  mb.accumulate = !emb.grads_zeroed;
   mb.N = Vp;
   mb.K = C;
   ZT_RETURN_IF_ERROR(kernels::MatmulBackward(ctx_, mb));
@@ -391,6 +393,8 @@ absl::Status GptModel::Backward(ParamProvider& provider) {
       p.weight = P(u, Param(l, w));
       p.dweight = G(u, Param(l, w));
       p.dbias = G(u, Param(l, b));
+      // Each block weight and bias has exactly one writer.
+      p.accumulate = !u.grads_zeroed;
       p.dinp = dinp;
       return kernels::MatmulBackward(ctx_, p);
     };

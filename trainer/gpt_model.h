@@ -25,6 +25,10 @@ struct UnitBuffers {
   const void* params = nullptr;
   void* grads = nullptr;  // backward only
   int64_t begin = 0;
+  // Backward: `grads` holds zeros on entry (the step's first micro-batch, or
+  // a freshly zeroed slot), so the first op that writes a gradient may
+  // overwrite it instead of adding to it.
+  bool grads_zeroed = false;
 };
 
 class ParamProvider {

@@ -406,6 +406,8 @@ absl::StatusOr<UnitBuffers> ZeroEngine::Acquire(int unit, Pass pass) {
     }
     if (opt_.stage < 2) {
       out.grads = grads_.as<char>() + spec.begin * es();
+      // BeginStep zeroed grads_; later micro-batches add to it.
+      out.grads_zeroed = micro_batch_ == 0;
     } else {
       int slot = 0;
       if (unit != 0) {
@@ -417,6 +419,7 @@ absl::StatusOr<UnitBuffers> ZeroEngine::Acquire(int unit, Pass pass) {
       ZT_RETURN_IF_ERROR(ZeroBytes(grad_slots_[slot].data(), alloc_->device(),
                                    spec.numel() * es(), ctx_.stream));
       out.grads = grad_slots_[slot].data();
+      out.grads_zeroed = true;
     }
   }
   return out;
