@@ -630,6 +630,46 @@ __device__ __forceinline__ void TcStoreRows(T* __restrict__ base, int64_t ld, in
   }
 }
 
+// Sets the scores of a warp's 16 x 64 tile (rows row_lo + {0, 8}, keys k0 +
+// column; accumulator layout) that a causal row may not see, or whose key is
+// past seq, to -inf. Only the diagonal tile (k0 == q0) holds such scores:
+// below it every key precedes every row, and keys past seq never lie below
+// the diagonal. The backward kernels call this on that tile only: the
+// per-score mask cost about as many instructions as the rest of their
+// elementwise work, and at HS = 64 they are bound by instruction issue more
+// than by the tensor cores.
+__device__ __forceinline__ void MaskScores(float (&s)[kTcCols / 8][4], int k0, int row_lo,
+                                           int seq) {
+  const int t = threadIdx.x % 4;
+#pragma unroll
+  for (int nt = 0; nt < kTcCols / 8; ++nt) {
+#pragma unroll
+    for (int e = 0; e < 4; ++e) {
+      const int key = k0 + nt * 8 + 2 * t + (e & 1);
+      const int row = row_lo + (e >> 1) * 8;
+      if (key > row || key >= seq) s[nt][e] = -INFINITY;
+    }
+  }
+}
+
+// The same for the transposed tile of the dK/dV pass: rows are keys key_lo +
+// {0, 8}, columns queries q0 + column. Needed on the diagonal tile and on a
+// query tile that reaches past seq (padding rows of Q and dO are zero, but
+// their lse and D are not stored).
+__device__ __forceinline__ void MaskScoresTransposed(float (&st)[kTcCols / 8][4], int q0,
+                                                     int key_lo, int seq) {
+  const int t = threadIdx.x % 4;
+#pragma unroll
+  for (int nt = 0; nt < kTcCols / 8; ++nt) {
+#pragma unroll
+    for (int e = 0; e < 4; ++e) {
+      const int query = q0 + nt * 8 + 2 * t + (e & 1);
+      const int key = key_lo + (e >> 1) * 8;
+      if (key > query || query >= seq || key >= seq) st[nt][e] = -INFINITY;
+    }
+  }
+}
+
 template <int HS>
 constexpr size_t TcForwardSmemBytes() {
   return 5 * TcTileBytes<HS>();  // q, and k, v twice (this tile, the next)
@@ -702,7 +742,10 @@ __global__ void __launch_bounds__(kTcThreads)
       }
     }
 
-    // Mask (causal, and keys past seq), scale, and the running max.
+    // Mask (causal, and keys past seq), scale, and the running max. (Masking
+    // only the diagonal tile, as the backward kernels do, was tried: ptxas
+    // then takes about 20 more registers at HS = 64, which costs one of the
+    // four blocks per SM; not measured yet, so the forward stays as it was.)
     float tile_max[2] = {-INFINITY, -INFINITY};
 #pragma unroll
     for (int nt = 0; nt < kTcCols / 8; ++nt) {
@@ -875,16 +918,16 @@ __global__ void __launch_bounds__(kTcThreads, HS == 64 ? 3 : 1)
         Mma<T>(dpt[2 * np + 1], va, db[2], db[3]);
       }
     }
-    // st becomes P^T, dpt becomes dS^T.
+    // st becomes P^T, dpt becomes dS^T. Only the diagonal tile and a tile
+    // reaching past seq need the mask (see MaskScores); a masked score is
+    // -inf, so its probability and dS are 0.
+    if (q0 == k0 || q0 + kTcCols > seq) MaskScoresTransposed(st, q0, key_lo, seq);
 #pragma unroll
     for (int nt = 0; nt < kTcCols / 8; ++nt) {
 #pragma unroll
       for (int e = 0; e < 4; ++e) {
         const int qi = nt * 8 + 2 * t + (e & 1);
-        const int query = q0 + qi;
-        const int key = key_lo + (e >> 1) * 8;
-        const bool valid = key <= query && query < seq && key < seq;
-        const float prob = valid ? exp2f(st[nt][e] * scale_log2 - lse_s[qi]) : 0.0f;
+        const float prob = exp2f(fmaf(st[nt][e], scale_log2, -lse_s[qi]));
         st[nt][e] = prob;
         dpt[nt][e] = prob * (dpt[nt][e] - d_s[qi]);
       }
@@ -935,7 +978,7 @@ __global__ void __launch_bounds__(kTcThreads)
   const int bh = blockIdx.x;
   const int b = bh / NH, h = bh % NH;
   const int q0 = (gridDim.y - 1 - blockIdx.y) * kTcRows;
-  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane / 4, t = lane % 4;
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane / 4;
   const int hs = HS;
   const int64_t ld = 3 * static_cast<int64_t>(C);
   const T* q_base = qkv + static_cast<int64_t>(b) * seq * ld + h * hs;
@@ -995,16 +1038,15 @@ __global__ void __launch_bounds__(kTcThreads)
         Mma<T>(dp[2 * np + 1], da, vb[2], vb[3]);
       }
     }
-    // dp becomes dS.
+    // dp becomes dS. Only the diagonal tile needs the mask (see
+    // MaskScores); a masked score is -inf, so its dS is 0.
+    if (k0 == q0) MaskScores(s, k0, row_lo, seq);
 #pragma unroll
     for (int nt = 0; nt < kTcCols / 8; ++nt) {
 #pragma unroll
       for (int e = 0; e < 4; ++e) {
-        const int key = k0 + nt * 8 + 2 * t + (e & 1);
         const int i = e >> 1;
-        const int row = row_lo + i * 8;
-        const bool valid = key <= row && key < seq;
-        const float prob = valid ? exp2f(s[nt][e] * scale_log2 - row_lse[i]) : 0.0f;
+        const float prob = exp2f(fmaf(s[nt][e], scale_log2, -row_lse[i]));
         dp[nt][e] = prob * (dp[nt][e] - row_d[i]);
       }
     }
