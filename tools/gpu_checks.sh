@@ -18,12 +18,14 @@
 #
 #   gpu_checks.sh [--budget=540] [--out=DIR] [--only=llmc,tests,zero,profile,sanitize]
 #                 [--llmc=PATH/train_gpt2cu] [--llmc_batches=8,max] [--llmc_rounds=2]
-#                 [--llmc_steps=10] [--baseline_bundle=DIR] [--sanitize=memcheck,racecheck]
+#                 [--llmc_steps=10] [--llmc_max=256,192,128,96,64] [--baseline_bundle=DIR]
+#                 [--sanitize=memcheck,racecheck]
 set -uo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 source "$here/env.sh"
 budget=540; out="${OUT:-}"; only="llmc,tests,zero,profile,sanitize"
 llmc=""; llmc_batches="8,max"; llmc_rounds=2; llmc_steps=10; baseline=""
+llmc_max="256,192,128,96,64"
 sanitizers="memcheck,racecheck"
 for a in "$@"; do
   case "$a" in
@@ -34,6 +36,7 @@ for a in "$@"; do
     --llmc_batches=*) llmc_batches="${a#*=}" ;;
     --llmc_rounds=*) llmc_rounds="${a#*=}" ;;
     --llmc_steps=*) llmc_steps="${a#*=}" ;;
+    --llmc_max=*) llmc_max="${a#*=}" ;;
     --baseline_bundle=*) baseline="${a#*=}" ;;
     --sanitize=*) sanitizers="${a#*=}" ;;
     *) echo "gpu_checks: unknown flag $a" >&2; exit 2 ;;
@@ -83,10 +86,11 @@ cap() { local l; l=$(left); echo $((l < $1 ? l : $1)); }
 if [[ ",$only," == *",llmc,"* && -z "$llmc" ]]; then
   summary+=("llmc: SKIPPED (no --llmc=PATH to train_gpt2cu)"); failed=$((failed + 1))
 else
-  t=$(cap 200)
-  step llmc 200 26 python3 "$here/llmc_bench.py" --train="$bundle/bin/train" --llmc="$llmc" \
+  t=$(cap 180)
+  step llmc 180 26 python3 "$here/llmc_bench.py" --train="$bundle/bin/train" --llmc="$llmc" \
     ${baseline:+--baseline_train="$baseline/bin/train"} --batches="$llmc_batches" \
-    --rounds="$llmc_rounds" --steps="$llmc_steps" --out="$out/llmc" --timeout=$((t > 60 ? t / 4 : 15))
+    --max_candidates="$llmc_max" --rounds="$llmc_rounds" --steps="$llmc_steps" \
+    --out="$out/llmc" --timeout=$((t > 60 ? t / 4 : 15))
 fi
 step tests 150 3 "$here/run_gpu_tests.sh"
 t=$(cap 150)
