@@ -475,23 +475,6 @@ absl::Status LaunchAccumulateEpilogue(cudaStream_t stream, const float* acc,
   return absl::OkStatus();
 }
 
-// dweight^T [K, N] (+)= inp^T [K, M] (inp stored column-major [K, M]) *
-// dout [M, N] (dout stored column-major [N, M], op = T); beta 0.
-Gemm DweightGemm(const MatmulBackwardParams& p) {
-  Gemm g;
-  g.trans_b = true;
-  g.m = p.K;
-  g.n = p.N;
-  g.k = p.M;
-  g.a = p.inp;
-  g.lda = p.K;
-  g.b = p.dout;
-  g.ldb = p.N;
-  g.d = p.dweight;
-  g.ldd = p.K;
-  return g;
-}
-
 }  // namespace
 
 // -------------------------------------------------------------- launchers --
@@ -592,33 +575,10 @@ absl::Status MatmulBackwardCuda(const OpContext& ctx,
   if (options.used_fused_epilogue != nullptr)
     *options.used_fused_epilogue = !wants_epilogue;
   const size_t elem = DTypeSize(p.dtype);
-  if (options.used_bias_grad_epilogue != nullptr)
-    *options.used_bias_grad_epilogue = false;
-
-  // Overwriting both parameter gradients: cuBLASLt's BGRADB epilogue sums
-  // dout's columns (the GEMM's k dimension) while the dweight product reads
-  // them, which saves the bias reduction's own pass over dout. Where it
-  // has no algorithm, the separate paths below do both.
-  bool dweight_done = false, dbias_done = false;
-  if (!p.accumulate && p.dweight != nullptr && p.dbias != nullptr && p.M > 0 &&
-      p.N > 0 && p.K > 0 && options.allow_fused_epilogue &&
-      AlignedForEpilogue({MatrixAlignment(p.inp, p.K, elem),
-                          MatrixAlignment(p.dout, p.N, elem),
-                          MatrixAlignment(p.dweight, p.K, elem),
-                          MatrixAlignment(p.dbias, 0, elem)})) {
-    Gemm f = DweightGemm(p);
-    f.epilogue = CUBLASLT_EPILOGUE_BGRADB;
-    f.bias = p.dbias;
-    ZT_ASSIGN_OR_RETURN(const bool ran,
-                        RunGemm(ctx, p.dtype, f, WholeWorkspace(ctx)));
-    dweight_done = dbias_done = ran;
-    if (options.used_bias_grad_epilogue != nullptr)
-      *options.used_bias_grad_epilogue = ran;
-  }
 
   // Bias gradient first: it borrows ctx.workspace, which the matmuls below
   // may then reuse (same stream, so in order).
-  if (!dbias_done && p.dbias != nullptr && p.M > 0 && p.N > 0) {
+  if (p.dbias != nullptr && p.M > 0 && p.N > 0) {
     const size_t need = MatmulBiasGradWorkspaceBytes(p.M, p.N);
     if (ctx.workspace == nullptr || ctx.workspace_bytes < need) {
       return absl::ResourceExhaustedError(
@@ -636,7 +596,7 @@ absl::Status MatmulBackwardCuda(const OpContext& ctx,
                                            static_cast<float*>(ctx.workspace),
                                            p.dbias, p.M, p.N, p.accumulate);
     }));
-  } else if (!dbias_done && p.dbias != nullptr && !p.accumulate && p.N > 0) {
+  } else if (p.dbias != nullptr && !p.accumulate && p.N > 0) {
     // No rows: the overwritten bias gradient is zero.
     ZT_CUDA_RETURN_IF_ERROR(
         cudaMemsetAsync(p.dbias, 0, p.N * elem, ctx.stream));
@@ -702,9 +662,21 @@ absl::Status MatmulBackwardCuda(const OpContext& ctx,
     ZT_CUDA_RETURN_IF_ERROR(
         cudaMemsetAsync(p.dweight, 0, p.N * p.K * elem, ctx.stream));
   }
-  if (!dweight_done && p.dweight != nullptr && p.M > 0 && p.N > 0 &&
-      p.K > 0) {
-    Gemm g = DweightGemm(p);
+  if (p.dweight != nullptr && p.M > 0 && p.N > 0 && p.K > 0) {
+    // dweight^T [K, N] += inp^T [K, M] (inp stored column-major [K, M])
+    //                   * dout [M, N] (dout stored column-major [N, M], op =
+    //                   T).
+    Gemm g;
+    g.trans_b = true;
+    g.m = p.K;
+    g.n = p.N;
+    g.k = p.M;
+    g.a = p.inp;
+    g.lda = p.K;
+    g.b = p.dout;
+    g.ldb = p.N;
+    g.d = p.dweight;
+    g.ldd = p.K;
     if (p.dtype == DType::kFloat32 || !p.accumulate) {
       // fp32 storage: adding through beta rounds A B to fp32 first, an
       // error of eps32 |A B|, far below what fp32 accumulation already has.

@@ -41,9 +41,6 @@ struct MatmulCudaOptions {
   // If non-null, set to whether every requested epilogue (bias, GELU,
   // DGELU) was fused into cuBLASLt.
   bool* used_fused_epilogue = nullptr;
-  // If non-null, set to whether an overwritten dbias came out of the dweight
-  // product's BGRADB epilogue (MatmulBackwardCuda with accumulate = false).
-  bool* used_bias_grad_epilogue = nullptr;
 };
 
 // Parameters are validated by MatmulForward/MatmulBackward before these run.

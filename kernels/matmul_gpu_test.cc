@@ -561,24 +561,6 @@ TEST_F(MatmulGpuPathTest, Gpt2ShapesUseFusedEpilogues) {
       fused = false;
       ASSERT_TRUE(MatmulBackwardCuda(ctx_, b, o).ok());
       EXPECT_TRUE(fused) << "DGELU " << DTypeName(dtype) << " K=" << s.K;
-      // Overwritten parameter gradients: the bias gradient rides on the
-      // dweight product (BGRADB) instead of its own pass over dout.
-      DeviceBuffer dweight = Alloc(pr.Bytes(s.N * s.K)), dbias = Alloc(pr.Bytes(s.N));
-      MatmulBackwardParams w;
-      w.dout = dout.get();
-      w.inp = inp.get();
-      w.dweight = dweight.get();
-      w.dbias = dbias.get();
-      w.M = s.M;
-      w.N = s.N;
-      w.K = s.K;
-      w.dtype = dtype;
-      w.accumulate = false;
-      bool bgrad = false;
-      MatmulCudaOptions ob;
-      ob.used_bias_grad_epilogue = &bgrad;
-      ASSERT_TRUE(MatmulBackwardCuda(ctx_, w, ob).ok());
-      EXPECT_TRUE(bgrad) << "BGRADB " << DTypeName(dtype) << " N=" << s.N << " K=" << s.K;
       ASSERT_EQ(cudaStreamSynchronize(stream_), cudaSuccess);
     }
   }
