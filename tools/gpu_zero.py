@@ -33,21 +33,24 @@ import sys
 import tempfile
 import time
 
-# Largest relative loss difference allowed, per dtype.
-# Stages vs stage 0: the CPU test (tests/zero_stages_main.cc) pins fp32 at
-# 1e-6 and fp16 at 5e-3. bf16 (3 fewer mantissa bits than fp16): 1e-2; this
-# config's CPU run stays below 3e-4 in bf16 and 1.2e-4 in fp16 (the sharded
-# stages sum the squared gradient norm in another order, so the clipping
-# factor differs in the last bits).
-STAGE_TOL = {"fp32": 1e-6, "fp16": 5e-3, "bf16": 1e-2}
-# Device vs CPU: different kernels (cuBLASLt, fused epilogues, other
-# reduction orders) over the same math; fp32 has no TF32 (matmul.cu), so
-# only the summation order differs. The 16-bit dtypes round activations
-# and gradients at different points on the two devices.
-DEVICE_TOL = {"fp32": 1e-4, "fp16": 2e-2, "bf16": 5e-2}
-# 2 ranks x B vs 1 rank x 2B (fp32): the same global batch; the CPU test
-# pins 1e-6 on the CPU, a GPU may pick other GEMM algorithms for 2B rows.
-BATCH_TOL = 1e-5
+# Largest relative loss difference allowed, per dtype: about four times the
+# largest seen (6 steps of this config; H200 run of 2026-12-04 through
+# gpu_checks.sh, and the CPU mode on the 2-core build machine).
+# Stages vs stage 0 (the sharded stages sum gradients and the squared norm
+# in another order, so the clipping factor differs in the last bits):
+# seen fp32 7.7e-8 (CPU, 2 ranks) and 7.4e-8 (GPU, 1 rank; bitwise at 2
+# ranks), bf16 2.4e-4 (CPU) and 1.6e-4 (GPU), fp16 1.0e-4 (CPU) and 3.5e-5
+# (GPU).
+STAGE_TOL = {"fp32": 1e-6, "fp16": 4e-4, "bf16": 1e-3}
+# Device vs CPU, 2 ranks: different kernels (cuBLASLt, fused epilogues,
+# other reduction orders) over the same math; fp32 has no TF32
+# (matmul.cu), so only the summation order differs. The 16-bit dtypes
+# round activations and gradients at different points on the two devices.
+# Seen on the H200: fp32 1.1e-6, bf16 3.0e-4, fp16 1.0e-4.
+DEVICE_TOL = {"fp32": 5e-6, "fp16": 5e-4, "bf16": 1.5e-3}
+# 2 ranks x B vs 1 rank x 2B (fp32), the same global batch: seen 7.7e-8 on
+# the CPU, bitwise on the H200.
+BATCH_TOL = 4e-7
 
 DTYPE_FLAG = {"fp32": "FP32", "bf16": "BF16", "fp16": "FP16"}
 DTYPE_BYTES = {"fp32": 4, "bf16": 2, "fp16": 2}
