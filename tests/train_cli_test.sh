@@ -39,7 +39,10 @@ expect print_config 0 'n_layer: 4' -- --print_config
 metrics="$tmp/metrics.jsonl"
 expect short_run 0 'final train loss' -- --set=max_steps=3 --set=logging.interval=1 \
   --set=model.n_layer=1 --set=logging.metrics_jsonl="$metrics" --set=device=CPU
-lines=$(grep -c '"lr"' "$metrics" 2>/dev/null || echo 0)
+# grep -c prints 0 itself when nothing matches (and nothing when the file
+# is missing); "|| echo 0" would make that "0\n0", which -ne cannot compare.
+lines=$(grep -c '"lr"' "$metrics" 2>/dev/null)
+lines=${lines:-0}
 if [[ "$lines" -ne 3 ]]; then echo "FAIL metrics: $lines step lines, wanted 3"; fails=$((fails + 1)); fi
 /usr/bin/python3 -c "import json,sys; [json.loads(l) for l in open(sys.argv[1])]" "$metrics" \
   || { echo "FAIL metrics: not JSON lines"; fails=$((fails + 1)); }

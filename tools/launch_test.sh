@@ -19,7 +19,8 @@ echo "${out}"
 [[ ${rc} -eq 0 ]] || fail "two_ranks: exit ${rc}"
 grep -q "zerotrain: 2 rank(s) on cpu over mpi" <<<"${out}" || fail "two_ranks: no '2 rank(s) ... over mpi' line"
 grep -q "final train loss" <<<"${out}" || fail "two_ranks: the run did not finish"
-lines=$(grep -c '"step"' "${workdir}/metrics.jsonl" 2>/dev/null || echo 0)
+lines=$(grep -c '"step"' "${workdir}/metrics.jsonl" 2>/dev/null)
+lines=${lines:-0}  # grep -c prints 0 itself; nothing when the file is missing
 [[ "${lines}" -eq 2 ]] || fail "relative_path: ${lines} metrics lines in ${workdir}/metrics.jsonl, wanted 2"
 
 expect_error() {  # expect_error NAME PATTERN ARGS...
