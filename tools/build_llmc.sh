@@ -42,7 +42,7 @@ if echo '#include <nvml.h>' | g++ -E -x c++ -I"$cuda/include" - > /dev/null 2>&1
   ldflags="$ldflags -lnvidia-ml"
 fi
 (cd "$scratch" && make train_gpt2cu USE_CUDNN=1 NO_USE_MPI=1 NO_MULTI_GPU=1 GPU_COMPUTE_CAPABILITY="$arch" CI=true \
-   NVCC_LDFLAGS="$ldflags" \
+   CUDNN_FRONTEND_PATH="$scratch/cudnn-frontend/include" NVCC_LDFLAGS="$ldflags" \
    NVCC_LDLIBS="-L$cuda/lib64")
 cp "$scratch/train_gpt2cu" "$out/train_gpt2cu"
 echo "build_llmc: $out/train_gpt2cu"

@@ -35,7 +35,10 @@ import time
 
 # Largest relative loss difference allowed, per dtype: about four times the
 # largest seen (6 steps of this config; H200 run of 2026-12-04 through
-# gpu_checks.sh, and the CPU mode on the 2-core build machine).
+# gpu_checks.sh, and the CPU mode on the 2-core build machine). The H200
+# figures come from a build that then used cuBLASLt's BGRADB epilogue (no
+# split-K on the dweight GEMMs), since reverted; fp32 keeps more margin
+# until the current build has run there.
 # Stages vs stage 0 (the sharded stages sum gradients and the squared norm
 # in another order, so the clipping factor differs in the last bits):
 # seen fp32 7.7e-8 (CPU, 2 ranks) and 7.4e-8 (GPU, 1 rank; bitwise at 2
@@ -47,10 +50,10 @@ STAGE_TOL = {"fp32": 1e-6, "fp16": 4e-4, "bf16": 1e-3}
 # (matmul.cu), so only the summation order differs. The 16-bit dtypes
 # round activations and gradients at different points on the two devices.
 # Seen on the H200: fp32 1.1e-6, bf16 3.0e-4, fp16 1.0e-4.
-DEVICE_TOL = {"fp32": 5e-6, "fp16": 5e-4, "bf16": 1.5e-3}
+DEVICE_TOL = {"fp32": 1e-5, "fp16": 5e-4, "bf16": 1.5e-3}
 # 2 ranks x B vs 1 rank x 2B (fp32), the same global batch: seen 7.7e-8 on
-# the CPU, bitwise on the H200.
-BATCH_TOL = 4e-7
+# the CPU, bitwise on the H200 (that build; split-K may reorder sums).
+BATCH_TOL = 2e-6
 
 DTYPE_FLAG = {"fp32": "FP32", "bf16": "BF16", "fp16": "FP16"}
 DTYPE_BYTES = {"fp32": 4, "bf16": 2, "fp16": 2}

@@ -138,7 +138,8 @@ def run(cmd, log_path, timeout, env=None):
             status, out = p.returncode, p.stdout
         except subprocess.TimeoutExpired as e:
             status = "timeout"
-            out = e.stdout.decode() if isinstance(e.stdout, bytes) else (e.stdout or "")
+            out = (e.stdout.decode(errors="replace") if isinstance(e.stdout, bytes)
+                   else (e.stdout or ""))
         wall = time.time() - t0
     with open(log_path, "w") as f:
         f.write("$ " + " ".join(cmd) + "\n" + out + "\n[status %s, %.1f s]\n" % (status, wall))
@@ -284,7 +285,7 @@ def main():
         print("llmc_bench: shards of %d + %d random tokens in %.1f s (%s)"
               % (n_train, biggest * args.T + 1, time.time() - t0, data), flush=True)
 
-        batches = []
+        batches, probe_failed = [], False
         for b in args.batches.split(","):
             if b != "max":
                 batches.append(int(b))
@@ -305,6 +306,7 @@ def main():
                     break
             if found is None:
                 print("llmc_bench: no candidate B ran on both", flush=True)
+                probe_failed = True
             elif found not in batches:
                 batches.append(found)
 
@@ -368,6 +370,11 @@ def main():
           " B (r1: as shipped, r0: no recompute). MFU against 989 TFLOP/s for both.")
     with open(os.path.join(args.out, "llmc_bench.json"), "w") as f:
         json.dump({"flops_per_token": flops_per_token, "rows": rows}, f, indent=1)
+    if probe_failed:
+        print("FAILED: no --max_candidates B ran on both llm.c and zerotrain (probe logs in %s)"
+              % args.out)
+        failed += 1
+        rows.append({"system": "probe", "B": "max", "ok": False})
     print("%d passed, %d failed" % (len(rows) - failed, failed))
     return 1 if failed else 0
 

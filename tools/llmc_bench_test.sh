@@ -42,6 +42,15 @@ tail -5 "$tmp/bad.txt"
 [[ $rc -eq 1 ]] || fail "failing llm.c: exit status $rc, wanted 1"
 grep -qx "1 passed, 2 failed" "$tmp/bad.txt" || fail "failing llm.c: wanted '1 passed, 2 failed'"
 
+# No large B runs on both: the run fails rather than reporting only B=2.
+FAKE_LLMC_MAX_B=3 python3 "$script" "${common[@]}" --llmc="$fake" --batches=2,max \
+  --max_candidates=8,4 --rounds=1 --out="$tmp/noprobe" > "$tmp/noprobe.txt" 2>&1
+rc=$?
+tail -3 "$tmp/noprobe.txt"
+[[ $rc -eq 1 ]] || fail "no probe fits: exit status $rc, wanted 1"
+grep -q "FAILED: no --max_candidates B ran on both" "$tmp/noprobe.txt" ||
+  fail "no probe fits: not reported"
+
 # Bad input: exit 2 naming the culprit.
 python3 "$script" "${common[@]}" --llmc="$tmp/no_such_llmc" > "$tmp/missing.txt" 2>&1
 rc=$?
