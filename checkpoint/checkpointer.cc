@@ -12,7 +12,7 @@
 #include "checkpoint/file_io.h"
 #include "checkpoint/format.h"
 #include "glog/logging.h"
-#include "kernels/core/status_macros.h"
+#include "core/status_macros.h"
 
 namespace zt {
 namespace ckpt {

@@ -40,7 +40,7 @@
 #include "absl/time/time.h"
 #include "checkpoint/format.h"
 #include "checkpoint/manifest.pb.h"
-#include "kernels/core/device.h"
+#include "core/device.h"
 #include "trainer/config.pb.h"
 #include "trainer/data.h"
 #include "trainer/loss_scaler.h"

@@ -12,9 +12,9 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/strip.h"
 #include "absl/strings/escaping.h"
-#include "checkpoint/fast_crc32c.h"
+#include "core/crc32c.h"
 #include "checkpoint/file_io.h"
-#include "kernels/core/status_macros.h"
+#include "core/status_macros.h"
 
 namespace zt {
 namespace ckpt {
@@ -247,7 +247,7 @@ absl::Status WriteManifest(const std::string& step_dir, const Manifest& m) {
   if (!m.SerializeToString(file.mutable_manifest())) {
     return absl::InternalError("cannot serialize the checkpoint manifest");
   }
-  file.set_crc32c(FastCrc32c(file.manifest().data(), file.manifest().size()));
+  file.set_crc32c(Crc32c(file.manifest().data(), file.manifest().size()));
   std::string bytes;
   file.SerializeToString(&bytes);
   return WriteFileDurably(JoinPath(step_dir, kManifestName), bytes);
@@ -263,7 +263,7 @@ absl::StatusOr<Manifest> ReadManifest(const std::string& step_dir) {
         absl::StrCat(path, ": not a checkpoint manifest (unparsable)"));
   }
   const uint32_t crc =
-      FastCrc32c(file.manifest().data(), file.manifest().size());
+      Crc32c(file.manifest().data(), file.manifest().size());
   if (crc != file.crc32c()) {
     return absl::DataLossError(absl::StrFormat(
         "%s: checksum mismatch (stored crc32c %08x, computed %08x)", path,
@@ -311,7 +311,7 @@ absl::StatusOr<ShardFile> WriteShardFile(const std::string& step_dir,
                      : s == 1 ? r.mutable_exp_avg()
                               : r.mutable_exp_avg_sq();
       sec->set_file_offset(f.offset());
-      sec->set_crc32c(FastCrc32c(p, bytes));
+      sec->set_crc32c(Crc32c(p, bytes));
       ZT_RETURN_IF_ERROR(f.Append(p, bytes));
     }
   }
@@ -359,7 +359,7 @@ absl::Status CheckpointReader::Read(Range want, float* master, float* exp_avg,
         const size_t bytes = static_cast<size_t>(n * kF32);
         ZT_RETURN_IF_ERROR(
             f.ReadAt(SectionOf(r, sec).file_offset(), bytes, buf));
-        const uint32_t crc = FastCrc32c(buf, bytes);
+        const uint32_t crc = Crc32c(buf, bytes);
         if (crc != SectionOf(r, sec).crc32c()) {
           return ChecksumMismatch(f, r, sec, crc);
         }
@@ -386,7 +386,7 @@ absl::Status CheckpointReader::VerifyAll() const {
         const size_t bytes = static_cast<size_t>(n * kF32);
         ZT_RETURN_IF_ERROR(
             f.ReadAt(SectionOf(r, sec).file_offset(), bytes, buf.data()));
-        const uint32_t crc = FastCrc32c(buf.data(), bytes);
+        const uint32_t crc = Crc32c(buf.data(), bytes);
         if (crc != SectionOf(r, sec).crc32c()) {
           return ChecksumMismatch(f, r, sec, crc);
         }

@@ -1,5 +1,5 @@
-#ifndef ZEROTRAIN_KERNELS_CORE_DEVICE_H_
-#define ZEROTRAIN_KERNELS_CORE_DEVICE_H_
+#ifndef ZEROTRAIN_CORE_DEVICE_H_
+#define ZEROTRAIN_CORE_DEVICE_H_
 
 // Devices, streams and a counting allocator. Every byte the trainer holds is
 // allocated under a category, so ZeRO's memory formulas (parameters,
@@ -17,7 +17,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
-#include "kernels/core/cuda_stream_fwd.h"
+#include "core/cuda_stream_fwd.h"
 
 namespace zt {
 
@@ -188,4 +188,4 @@ inline absl::Status ZeroBytes(void* dst, Device device, size_t bytes, std::nullp
 
 }  // namespace zt
 
-#endif  // ZEROTRAIN_KERNELS_CORE_DEVICE_H_
+#endif  // ZEROTRAIN_CORE_DEVICE_H_

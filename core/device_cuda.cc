@@ -2,8 +2,8 @@
 #include <cuda_runtime.h>
 
 #include "absl/strings/str_cat.h"
-#include "kernels/core/device.h"
-#include "kernels/core/library_errors.h"
+#include "core/device.h"
+#include "core/library_errors.h"
 
 namespace zt {
 

@@ -7,8 +7,8 @@
 #include <vector>
 
 #include "gtest/gtest.h"
-#include "kernels/core/device.h"
-#include "kernels/core/library_errors.h"
+#include "core/device.h"
+#include "core/library_errors.h"
 
 namespace zt {
 namespace {

@@ -1,6 +1,6 @@
 // The CUDA half of device.h in a build without --config=cuda.
 #include "absl/status/status.h"
-#include "kernels/core/device.h"
+#include "core/device.h"
 
 namespace zt {
 namespace {

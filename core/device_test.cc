@@ -1,4 +1,4 @@
-#include "kernels/core/device.h"
+#include "core/device.h"
 
 #include <cstring>
 

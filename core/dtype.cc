@@ -1,4 +1,4 @@
-#include "kernels/core/dtype.h"
+#include "core/dtype.h"
 
 #include "absl/strings/str_cat.h"
 

@@ -1,5 +1,5 @@
-#ifndef ZEROTRAIN_KERNELS_CORE_DTYPE_H_
-#define ZEROTRAIN_KERNELS_CORE_DTYPE_H_
+#ifndef ZEROTRAIN_CORE_DTYPE_H_
+#define ZEROTRAIN_CORE_DTYPE_H_
 
 // Storage types and exact host-side conversions. float <-> fp16/bf16 round to
 // nearest, ties to even, with overflow to infinity, gradual underflow to
@@ -160,4 +160,4 @@ inline float RoundTo(DType t, float f) {
 
 }  // namespace zt
 
-#endif  // ZEROTRAIN_KERNELS_CORE_DTYPE_H_
+#endif  // ZEROTRAIN_CORE_DTYPE_H_

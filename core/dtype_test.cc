@@ -1,4 +1,4 @@
-#include "kernels/core/dtype.h"
+#include "core/dtype.h"
 
 #include <cmath>
 #include <cstdint>

@@ -1,5 +1,5 @@
-#ifndef ZEROTRAIN_KERNELS_CORE_LIBRARY_ERRORS_H_
-#define ZEROTRAIN_KERNELS_CORE_LIBRARY_ERRORS_H_
+#ifndef ZEROTRAIN_CORE_LIBRARY_ERRORS_H_
+#define ZEROTRAIN_CORE_LIBRARY_ERRORS_H_
 
 // Turns error codes of CUDA, cuBLAS(Lt), NCCL and MPI into absl::Status with
 // the call, file, line and the library's own message. The header includes no
@@ -40,4 +40,4 @@ absl::Status CudaLaunchStatus(const char* kernel, const char* file, int line);
     if (!zt_lib_status_.ok()) return zt_lib_status_;                           \
   } while (false)
 
-#endif  // ZEROTRAIN_KERNELS_CORE_LIBRARY_ERRORS_H_
+#endif  // ZEROTRAIN_CORE_LIBRARY_ERRORS_H_

@@ -2,8 +2,8 @@
 #include <cuda_runtime.h>
 #include <nccl.h>
 
-#include "kernels/core/library_errors.h"
-#include "kernels/core/library_errors_internal.h"
+#include "core/library_errors.h"
+#include "core/library_errors_internal.h"
 
 namespace zt {
 

@@ -1,5 +1,5 @@
-#ifndef ZEROTRAIN_KERNELS_CORE_LIBRARY_ERRORS_INTERNAL_H_
-#define ZEROTRAIN_KERNELS_CORE_LIBRARY_ERRORS_INTERNAL_H_
+#ifndef ZEROTRAIN_CORE_LIBRARY_ERRORS_INTERNAL_H_
+#define ZEROTRAIN_CORE_LIBRARY_ERRORS_INTERNAL_H_
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
@@ -15,4 +15,4 @@ inline absl::Status LibraryError(absl::StatusCode code, const char* library, int
 
 }  // namespace zt::internal
 
-#endif  // ZEROTRAIN_KERNELS_CORE_LIBRARY_ERRORS_INTERNAL_H_
+#endif  // ZEROTRAIN_CORE_LIBRARY_ERRORS_INTERNAL_H_

@@ -1,7 +1,7 @@
 #include <mpi.h>
 
-#include "kernels/core/library_errors.h"
-#include "kernels/core/library_errors_internal.h"
+#include "core/library_errors.h"
+#include "core/library_errors_internal.h"
 
 namespace zt {
 

@@ -1,4 +1,4 @@
-#include "kernels/core/library_errors.h"
+#include "core/library_errors.h"
 
 #include <mpi.h>
 

@@ -1,5 +1,5 @@
-#ifndef ZEROTRAIN_KERNELS_CORE_STATUS_MACROS_H_
-#define ZEROTRAIN_KERNELS_CORE_STATUS_MACROS_H_
+#ifndef ZEROTRAIN_CORE_STATUS_MACROS_H_
+#define ZEROTRAIN_CORE_STATUS_MACROS_H_
 
 #include <utility>
 
@@ -36,4 +36,4 @@ inline absl::Status Annotate(const absl::Status& s, absl::string_view context) {
 
 }  // namespace zt
 
-#endif  // ZEROTRAIN_KERNELS_CORE_STATUS_MACROS_H_
+#endif  // ZEROTRAIN_CORE_STATUS_MACROS_H_

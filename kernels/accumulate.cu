@@ -10,7 +10,7 @@
 #include <cstdint>
 
 #include "kernels/accumulate.h"
-#include "kernels/core/library_errors.h"
+#include "core/library_errors.h"
 #include "kernels/cuda_common.cuh"
 
 namespace zt::kernels {

@@ -12,7 +12,7 @@
 #include "absl/strings/str_cat.h"
 #include "gtest/gtest.h"
 #include "kernels/accumulate.h"
-#include "kernels/core/dtype.h"
+#include "core/dtype.h"
 #include "kernels/gpu_testutil.h"
 #include "kernels/op_context.h"
 #include "kernels/testutil.h"

@@ -14,7 +14,7 @@
 
 #include "kernels/adamw.h"
 #include "kernels/adamw_internal.h"
-#include "kernels/core/library_errors.h"
+#include "core/library_errors.h"
 #include "kernels/cuda_common.cuh"
 
 namespace zt::kernels::adamw_internal {

@@ -13,8 +13,8 @@
 #include "glog/logging.h"
 #include "gtest/gtest.h"
 #include "kernels/adamw.h"
-#include "kernels/core/device.h"
-#include "kernels/core/dtype.h"
+#include "core/device.h"
+#include "core/dtype.h"
 #include "kernels/gpu_testutil.h"
 #include "kernels/testutil.h"
 

@@ -31,7 +31,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "kernels/attention_cuda.h"
-#include "kernels/core/library_errors.h"
+#include "core/library_errors.h"
 #include "kernels/cuda_common.cuh"
 
 namespace zt::kernels::attention_internal {

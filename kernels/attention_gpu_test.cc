@@ -32,8 +32,8 @@
 #include "absl/strings/str_cat.h"
 #include "gtest/gtest.h"
 #include "kernels/attention.h"
-#include "kernels/core/device.h"
-#include "kernels/core/dtype.h"
+#include "core/device.h"
+#include "core/dtype.h"
 #include "kernels/op_context.h"
 #include "kernels/testutil.h"
 

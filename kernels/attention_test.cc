@@ -10,7 +10,7 @@
 #include "absl/strings/str_cat.h"
 #include "gtest/gtest.h"
 #include "kernels/attention_ref.h"
-#include "kernels/core/dtype.h"
+#include "core/dtype.h"
 #include "kernels/op_context.h"
 #include "kernels/testutil.h"
 

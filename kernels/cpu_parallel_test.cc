@@ -19,7 +19,7 @@
 
 #include "gtest/gtest.h"
 #include "kernels/attention.h"
-#include "kernels/core/dtype.h"
+#include "core/dtype.h"
 #include "kernels/layernorm.h"
 #include "kernels/matmul.h"
 #include "kernels/matmul_testutil.h"

@@ -4,7 +4,7 @@
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
-#include "kernels/core/status_macros.h"
+#include "core/status_macros.h"
 #include "kernels/cross_entropy_ref.h"
 #include "kernels/ref_util.h"
 

@@ -14,7 +14,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "gtest/gtest.h"
-#include "kernels/core/device.h"
+#include "core/device.h"
 #include "kernels/cross_entropy.h"
 #include "kernels/cross_entropy_ref.h"
 #include "kernels/gpu_testutil.h"

@@ -23,8 +23,8 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/str_cat.h"
-#include "kernels/core/library_errors.h"
-#include "kernels/core/status_macros.h"
+#include "core/library_errors.h"
+#include "core/status_macros.h"
 #include "kernels/cuda_common.cuh"
 #include "kernels/embedding_cuda.h"
 

@@ -8,8 +8,8 @@
 #include <cstdint>
 
 #include "absl/status/status.h"
-#include "kernels/core/cuda_stream_fwd.h"
-#include "kernels/core/dtype.h"
+#include "core/cuda_stream_fwd.h"
+#include "core/dtype.h"
 
 namespace zt::kernels::internal {
 

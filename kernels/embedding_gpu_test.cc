@@ -15,7 +15,7 @@
 #include "absl/strings/str_cat.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
-#include "kernels/core/device.h"
+#include "core/device.h"
 #include "kernels/embedding.h"
 #include "kernels/gpu_testutil.h"
 #include "kernels/testutil.h"

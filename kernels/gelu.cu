@@ -8,7 +8,7 @@
 #include <algorithm>
 #include <cstdint>
 
-#include "kernels/core/library_errors.h"
+#include "core/library_errors.h"
 #include "kernels/cuda_common.cuh"
 #include "kernels/gelu_cuda.h"
 #include "kernels/gelu_device.cuh"

@@ -8,7 +8,7 @@
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 
-#include "kernels/core/dtype.h"
+#include "core/dtype.h"
 #include "kernels/cuda_common.cuh"
 
 namespace zt::kernels::cuda {

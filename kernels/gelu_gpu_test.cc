@@ -11,7 +11,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "gtest/gtest.h"
-#include "kernels/core/dtype.h"
+#include "core/dtype.h"
 #include "kernels/gelu.h"
 #include "kernels/gpu_testutil.h"
 #include "kernels/op_context.h"

@@ -5,7 +5,7 @@
 #include <vector>
 
 #include "gtest/gtest.h"
-#include "kernels/core/dtype.h"
+#include "core/dtype.h"
 #include "kernels/gelu_ref.h"
 #include "kernels/op_context.h"
 #include "kernels/testutil.h"

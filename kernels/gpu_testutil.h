@@ -17,7 +17,7 @@
 #include "absl/status/statusor.h"
 #include "glog/logging.h"
 #include "gtest/gtest.h"
-#include "kernels/core/device.h"
+#include "core/device.h"
 #include "kernels/op_context.h"
 
 namespace zt::kernels::testing {

@@ -9,7 +9,7 @@
 #include <algorithm>
 #include <cstdint>
 
-#include "kernels/core/library_errors.h"
+#include "core/library_errors.h"
 #include "kernels/cuda_common.cuh"
 #include "kernels/grad_utils.h"
 #include "kernels/grad_utils_internal.h"

@@ -9,7 +9,7 @@
 
 #include "absl/status/status.h"
 #include "gtest/gtest.h"
-#include "kernels/core/dtype.h"
+#include "core/dtype.h"
 #include "kernels/testutil.h"
 
 namespace zt::kernels {

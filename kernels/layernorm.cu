@@ -24,7 +24,7 @@
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
-#include "kernels/core/library_errors.h"
+#include "core/library_errors.h"
 #include "kernels/cuda_common.cuh"
 #include "kernels/layernorm.h"
 #include "kernels/layernorm_cuda.h"

@@ -6,7 +6,7 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
-#include "kernels/core/status_macros.h"
+#include "core/status_macros.h"
 #include "kernels/matmul_cuda.h"
 #include "kernels/matmul_ref.h"
 #include "kernels/ref_util.h"

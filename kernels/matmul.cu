@@ -27,8 +27,8 @@
 
 #include "absl/status/statusor.h"
 #include "absl/strings/str_cat.h"
-#include "kernels/core/library_errors.h"
-#include "kernels/core/status_macros.h"
+#include "core/library_errors.h"
+#include "core/status_macros.h"
 #include "kernels/gelu_device.cuh"
 #include "kernels/matmul_cuda.h"
 

@@ -16,7 +16,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "gtest/gtest.h"
-#include "kernels/core/dtype.h"
+#include "core/dtype.h"
 #include "kernels/matmul.h"
 #include "kernels/matmul_cuda.h"
 #include "kernels/gelu_ref.h"

@@ -7,7 +7,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "gtest/gtest.h"
-#include "kernels/core/dtype.h"
+#include "core/dtype.h"
 #include "kernels/gelu.h"
 #include "kernels/gelu_ref.h"
 #include "kernels/matmul_ref.h"

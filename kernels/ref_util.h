@@ -10,7 +10,7 @@
 #include <type_traits>
 
 #include "absl/status/status.h"
-#include "kernels/core/dtype.h"
+#include "core/dtype.h"
 
 namespace zt::kernels {
 

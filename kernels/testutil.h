@@ -14,7 +14,7 @@
 #include <vector>
 
 #include "gtest/gtest.h"
-#include "kernels/core/dtype.h"
+#include "core/dtype.h"
 
 namespace zt::kernels::testing {
 

@@ -21,7 +21,7 @@
 #include "absl/strings/str_join.h"
 #include "checkpoint/export.h"
 #include "checkpoint/format.h"
-#include "kernels/core/status_macros.h"
+#include "core/status_macros.h"
 
 namespace zt {
 namespace ckpt {

@@ -14,7 +14,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
-#include "kernels/core/status_macros.h"
+#include "core/status_macros.h"
 #include "kernels/cpu_parallel.h"
 #include "trainer/config.h"
 #include "trainer/trainer.h"

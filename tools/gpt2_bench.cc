@@ -46,7 +46,7 @@
 #include <cuda_profiler_api.h>
 #include <cuda_runtime_api.h>
 #endif
-#include "kernels/core/status_macros.h"
+#include "core/status_macros.h"
 #include "tools/torch_gpt2_bench_py.h"
 #include "trainer/config.h"
 #include "trainer/param_layout.h"

@@ -24,9 +24,9 @@
 
 #include "absl/status/statusor.h"
 #include "absl/types/span.h"
-#include "kernels/core/dtype.h"
+#include "core/dtype.h"
 #include "trainer/config.pb.h"
-#include "kernels/core/device.h"
+#include "core/device.h"
 #include "trainer/param_layout.h"
 
 namespace zt {

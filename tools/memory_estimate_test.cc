@@ -11,7 +11,7 @@
 #include "glog/logging.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
-#include "kernels/core/device.h"
+#include "core/device.h"
 #include "trainer/config.h"
 #include "trainer/trainer.h"
 #include "zero/communicator.h"

@@ -25,7 +25,7 @@
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
-#include "kernels/core/status_macros.h"
+#include "core/status_macros.h"
 #include "tools/gpt2_tokenizer.h"
 #include "trainer/data.h"
 

@@ -7,7 +7,7 @@
 #include <vector>
 
 #include "gtest/gtest.h"
-#include "kernels/core/device.h"
+#include "core/device.h"
 #include "kernels/op_context.h"
 #include "trainer/config.h"
 #include "trainer/param_layout.h"

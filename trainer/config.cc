@@ -16,7 +16,7 @@
 #include "google/protobuf/io/tokenizer.h"
 #include "google/protobuf/message.h"
 #include "google/protobuf/text_format.h"
-#include "kernels/core/status_macros.h"
+#include "core/status_macros.h"
 
 namespace zt {
 namespace {

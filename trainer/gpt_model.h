@@ -12,8 +12,8 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
-#include "kernels/core/device.h"
-#include "kernels/core/dtype.h"
+#include "core/device.h"
+#include "core/dtype.h"
 #include "kernels/op_context.h"
 #include "trainer/param_layout.h"
 

@@ -11,8 +11,8 @@
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
-#include "kernels/core/status_macros.h"
-#include "trainer/crc32c.h"
+#include "core/status_macros.h"
+#include "core/crc32c.h"
 #include "trainer/tensorboard_event.pb.h"
 
 namespace zt {

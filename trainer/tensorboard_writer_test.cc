@@ -13,7 +13,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "gtest/gtest.h"
-#include "trainer/crc32c.h"
+#include "core/crc32c.h"
 #include "trainer/tensorboard_event.pb.h"
 
 namespace zt {

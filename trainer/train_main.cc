@@ -15,7 +15,7 @@
 #include "absl/strings/match.h"
 #include "glog/logging.h"
 #include "absl/strings/str_cat.h"
-#include "kernels/core/status_macros.h"
+#include "core/status_macros.h"
 #include "trainer/config.h"
 #include "trainer/trainer.h"
 #include "zero/communicator_factory.h"

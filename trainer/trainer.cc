@@ -7,7 +7,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
-#include "kernels/core/status_macros.h"
+#include "core/status_macros.h"
 #include "kernels/cpu_parallel.h"
 #include "trainer/config.h"
 #include "zero/launch_env.h"
@@ -15,7 +15,7 @@
 #if ZT_WITH_CUDA
 #include <cublasLt.h>
 
-#include "kernels/core/library_errors.h"
+#include "core/library_errors.h"
 #endif
 
 namespace zt {

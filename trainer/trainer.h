@@ -13,7 +13,7 @@
 
 #include "absl/status/statusor.h"
 #include "checkpoint/checkpointer.h"
-#include "kernels/core/device.h"
+#include "core/device.h"
 #include "kernels/op_context.h"
 #include "trainer/config.pb.h"
 #include "trainer/data.h"

@@ -1,6 +1,6 @@
 #include "zero/communicator.h"
 
-#include "kernels/core/status_macros.h"
+#include "core/status_macros.h"
 
 #include <climits>
 #include <cstdint>

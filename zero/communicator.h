@@ -50,8 +50,8 @@
 #include "absl/strings/string_view.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
-#include "kernels/core/device.h"
-#include "kernels/core/dtype.h"
+#include "core/device.h"
+#include "core/dtype.h"
 
 namespace zt {
 

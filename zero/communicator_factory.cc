@@ -2,7 +2,7 @@
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
-#include "kernels/core/status_macros.h"
+#include "core/status_macros.h"
 #include "zero/local_communicator.h"
 #include "zero/mpi_communicator.h"
 #if ZT_WITH_CUDA

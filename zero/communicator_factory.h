@@ -16,7 +16,7 @@
 
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
-#include "kernels/core/device.h"
+#include "core/device.h"
 #include "zero/communicator.h"
 #include "zero/launch_env.h"
 

@@ -4,7 +4,7 @@
 #include <vector>
 
 #include "gtest/gtest.h"
-#include "kernels/core/device.h"
+#include "core/device.h"
 #include "kernels/testutil.h"
 #include "zero/communicator.h"
 #include "zero/communicator_factory.h"

@@ -9,7 +9,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "kernels/accumulate.h"
-#include "kernels/core/status_macros.h"
+#include "core/status_macros.h"
 #include "kernels/grad_utils.h"
 
 namespace zt {

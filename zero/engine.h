@@ -23,7 +23,7 @@
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "kernels/adamw.h"
-#include "kernels/core/device.h"
+#include "core/device.h"
 #include "kernels/grad_utils.h"
 #include "kernels/op_context.h"
 #include "trainer/gpt_model.h"

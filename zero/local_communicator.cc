@@ -2,7 +2,7 @@
 
 #include <utility>
 
-#include "kernels/core/status_macros.h"
+#include "core/status_macros.h"
 
 namespace zt {
 namespace {

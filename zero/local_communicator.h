@@ -12,7 +12,7 @@
 #include <memory>
 
 #include "absl/status/statusor.h"
-#include "kernels/core/device.h"
+#include "core/device.h"
 #include "zero/communicator.h"
 
 namespace zt {

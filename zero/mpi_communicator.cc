@@ -15,9 +15,9 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
 #include "glog/logging.h"
-#include "kernels/core/dtype.h"
-#include "kernels/core/library_errors.h"
-#include "kernels/core/status_macros.h"
+#include "core/dtype.h"
+#include "core/library_errors.h"
+#include "core/status_macros.h"
 
 namespace zt {
 namespace {

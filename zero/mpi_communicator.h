@@ -43,7 +43,7 @@
 #include <memory>
 
 #include "absl/status/statusor.h"
-#include "kernels/core/device.h"
+#include "core/device.h"
 #include "zero/communicator.h"
 
 namespace zt {

@@ -16,7 +16,7 @@
 #include "absl/strings/str_join.h"
 #include "absl/time/clock.h"
 #include "gtest/gtest.h"
-#include "kernels/core/dtype.h"
+#include "core/dtype.h"
 #include "kernels/testutil.h"
 #include "zero/communicator.h"
 
