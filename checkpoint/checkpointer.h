@@ -43,7 +43,7 @@
 #include "core/device.h"
 #include "trainer/config.pb.h"
 #include "trainer/data.h"
-#include "trainer/loss_scaler.h"
+#include "optim/loss_scaler.h"
 #include "trainer/param_layout.h"
 #include "zero/communicator.h"
 #include "zero/engine.h"

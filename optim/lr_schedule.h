@@ -1,5 +1,5 @@
-#ifndef ZEROTRAIN_TRAINER_LR_SCHEDULE_H_
-#define ZEROTRAIN_TRAINER_LR_SCHEDULE_H_
+#ifndef ZEROTRAIN_OPTIM_LR_SCHEDULE_H_
+#define ZEROTRAIN_OPTIM_LR_SCHEDULE_H_
 
 #include <cstdint>
 
@@ -18,4 +18,4 @@ struct LrSchedule {
 
 }  // namespace zt
 
-#endif  // ZEROTRAIN_TRAINER_LR_SCHEDULE_H_
+#endif  // ZEROTRAIN_OPTIM_LR_SCHEDULE_H_

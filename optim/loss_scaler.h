@@ -1,5 +1,5 @@
-#ifndef ZEROTRAIN_TRAINER_LOSS_SCALER_H_
-#define ZEROTRAIN_TRAINER_LOSS_SCALER_H_
+#ifndef ZEROTRAIN_OPTIM_LOSS_SCALER_H_
+#define ZEROTRAIN_OPTIM_LOSS_SCALER_H_
 
 // The fp16 loss scaler, with DeepSpeed's knobs and semantics
 // (deepspeed/runtime/fp16/loss_scaler.py, DynamicLossScaler):
@@ -52,4 +52,4 @@ class LossScaler {
 
 }  // namespace zt
 
-#endif  // ZEROTRAIN_TRAINER_LOSS_SCALER_H_
+#endif  // ZEROTRAIN_OPTIM_LOSS_SCALER_H_
