@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The GPT-2 124M benchmark of issue 7 from the bundle: zerotrain against
+# The GPT-2 124M benchmark from the bundle: zerotrain against
 # PyTorch eager and torch.compile in bf16 and fp16 at B=8 (the reference
 # table), then zerotrain against torch.compile in bf16 at larger micro-batches
 # (zerotrain needs about 5 GiB at B=8), where MFU is higher for both. Full

@@ -3,7 +3,7 @@
 the memory formulas. Called by run_gpu_zero.sh (which sets up the bundle's
 environment); plain python3, no packages.
 
---device=CUDA (the GPU check of issue 7):
+--device=CUDA (the GPU check):
   * world size 1 under mpirun, which picks NCCL for one rank per GPU;
   * 2 ranks sharing the one GPU, which the trainer runs over host-staged MPI
     ("mpi-staged": NCCL refuses two ranks on one device);

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# ZeRO stages 0-3 on the GPU (issue 7): world size 1 over NCCL and 2 ranks
+# ZeRO stages 0-3 on the GPU: world size 1 over NCCL and 2 ranks
 # sharing the GPU over host-staged MPI, fp32/bf16/fp16, against each other,
 # a 2-rank CPU run and the memory formulas (gpu_zero.py says what and with
 # which tolerances). Ends with "N passed, N failed"; non-zero exit on failure.
