@@ -15,33 +15,10 @@
 #include "core/device.h"
 #include "core/dtype.h"
 #include "kernels/op_context.h"
+#include "model/param_provider.h"
 #include "trainer/param_layout.h"
 
 namespace zt {
-
-// A unit's parameters and gradients during one pass. The element at global
-// offset o (begin <= o < the unit's end) is at params + (o - begin) elements.
-struct UnitBuffers {
-  const void* params = nullptr;
-  void* grads = nullptr;  // backward only
-  int64_t begin = 0;
-  // Backward: `grads` holds zeros on entry (the step's first micro-batch, or
-  // a freshly zeroed slot), so the first op that writes a gradient may
-  // overwrite it instead of adding to it.
-  bool grads_zeroed = false;
-};
-
-class ParamProvider {
- public:
-  enum class Pass { kForward, kBackward };
-  virtual ~ParamProvider() = default;
-  // Units are acquired in pass order; the embedding unit stays acquired for
-  // the whole pass because the tied LM head uses it at the other end.
-  virtual absl::StatusOr<UnitBuffers> Acquire(int unit, Pass pass) = 0;
-  // Backward: the unit's gradients for this micro-batch are complete.
-  virtual absl::Status GradientsReady(int unit) = 0;
-  virtual absl::Status Release(int unit, Pass pass) = 0;
-};
 
 struct ForwardOptions {
   const int32_t* inputs = nullptr;   // host [B, T]

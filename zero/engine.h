@@ -26,7 +26,7 @@
 #include "core/device.h"
 #include "kernels/grad_utils.h"
 #include "kernels/op_context.h"
-#include "trainer/gpt_model.h"
+#include "model/param_provider.h"
 #include "trainer/param_layout.h"
 #include "zero/communicator.h"
 #include "zero/partition.h"
