@@ -34,8 +34,6 @@ constexpr int kRunning = 0;
 constexpr int kDone = 1;
 int FailedCode(const absl::Status& s) { return 2 + static_cast<int>(s.code()); }
 
-cudaStream_t Native(Stream* s) { return s ? s->cuda_stream() : nullptr; }
-
 // Every rank's code through one all-reduce (nothing moves at world size 1).
 absl::StatusOr<std::vector<int>> GatherCodesOn(Communicator* comm,
                                                Allocator* allocator,
@@ -219,7 +217,7 @@ absl::Status CheckpointWriter::Save(const OptimizerStateView& state,
                                    state.device, static_cast<size_t>(n) * 4,
                                    stream_));
     }
-    ZT_RETURN_IF_ERROR(SynchronizeStream(state.device, Native(stream_)));
+    ZT_RETURN_IF_ERROR(SynchronizeStream(state.device, stream_));
     data.master = host_[0].get();
     data.exp_avg = host_[1].get();
     data.exp_avg_sq = host_[2].get();
@@ -405,8 +403,8 @@ void CheckpointWriter::CollectGarbage(int64_t newest) {
 
 absl::StatusOr<LoadedCheckpoint> LoadCheckpoint(const std::string& path,
                                                 const ParamLayout& layout,
-                                                ZeroEngine* engine,
-                                                Stream* stream) {
+                                                ZeroEngine* engine) {
+  Stream* const stream = engine->options().stream;
   Communicator* comm = engine->comm();
   const Range r = engine->opt_range();
   const int64_t n = r.size();
@@ -457,7 +455,7 @@ absl::StatusOr<LoadedCheckpoint> LoadCheckpoint(const std::string& path,
     ZT_RETURN_IF_ERROR(CopyBytes(dst[i], dev, host[i].data(), Device::Cpu(),
                                  static_cast<size_t>(n) * 4, stream));
   }
-  ZT_RETURN_IF_ERROR(SynchronizeStream(dev, Native(stream)));
+  ZT_RETURN_IF_ERROR(SynchronizeStream(dev, stream));
   ZT_RETURN_IF_ERROR(engine->RefreshParamsFromMaster());
   return out;
 }

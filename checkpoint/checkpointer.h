@@ -179,11 +179,10 @@ struct LoadedCheckpoint {
 // master weights and moments into `engine` verifying every checksum, and
 // recomputes the working parameters. On any rank's error every rank
 // returns an error (its own, or one naming the failing rank); the engine
-// may then hold a partial state. `stream` is the engine's options().stream.
+// may then hold a partial state. Device work goes on the engine's stream.
 absl::StatusOr<LoadedCheckpoint> LoadCheckpoint(const std::string& path,
                                                 const ParamLayout& layout,
-                                                ZeroEngine* engine,
-                                                Stream* stream);
+                                                ZeroEngine* engine);
 
 }  // namespace ckpt
 }  // namespace zt

@@ -185,6 +185,12 @@ inline absl::Status ZeroBytes(void* dst, Device device, size_t bytes, Stream* st
 inline absl::Status ZeroBytes(void* dst, Device device, size_t bytes, std::nullptr_t) {
   return ZeroBytes(dst, device, bytes, cudaStream_t{nullptr});
 }
+inline absl::Status SynchronizeStream(Device device, Stream* stream) {
+  return SynchronizeStream(device, stream ? stream->cuda_stream() : cudaStream_t{nullptr});
+}
+inline absl::Status SynchronizeStream(Device device, std::nullptr_t) {
+  return SynchronizeStream(device, cudaStream_t{nullptr});
+}
 
 }  // namespace zt
 

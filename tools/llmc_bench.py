@@ -40,7 +40,6 @@ Ends with the table (also $OUT/llmc_bench.json when --out is given).
 
 import argparse
 import json
-import math
 import os
 import re
 import shutil
@@ -181,8 +180,8 @@ def zerotrain_config(args, data, B, steps, metrics):
 
 
 def parse_llmc(out, warmup):
-    steps = [(int(m.group(1)), float(m.group(3)) if m.group(3)[0].isdigit() or
-              m.group(3)[0] == "-" else float("nan"), float(m.group(4)))
+    # float() reads what printf's %f writes, "nan", "-nan" and "inf" included.
+    steps = [(int(m.group(1)), float(m.group(3)), float(m.group(4)))
              for m in LLMC_STEP_RE.finditer(out)]
     times = [ms / 1e3 for (s, _, ms) in steps if s > warmup]
     mem = LLMC_MEM_RE.search(out)

@@ -209,7 +209,7 @@ absl::Status Trainer::Setup() {
 absl::Status Trainer::LoadCheckpoint(const std::string& path) {
   ZT_ASSIGN_OR_RETURN(
       ckpt::LoadedCheckpoint loaded,
-      ckpt::LoadCheckpoint(path, *layout_, engine_.get(), stream_.get()));
+      ckpt::LoadCheckpoint(path, *layout_, engine_.get()));
   step_ = loaded.training.step;
   adam_steps_ = loaded.training.adam_steps;
   scaler_.Restore(loaded.training.loss_scaler);

@@ -58,14 +58,13 @@ absl::Status AllReduceHostFloats(Communicator* comm, Allocator* allocator,
   float* buf = values;
   Buffer dev_buf;
   const Device dev = comm->device();
-  const cudaStream_t native = stream ? stream->cuda_stream() : nullptr;
   if (!dev.is_cpu()) {
     // Device transports (NCCL) need device memory.
     ZT_ASSIGN_OR_RETURN(dev_buf, Buffer::Allocate(*allocator, n * sizeof(float),
                                                   MemoryCategory::kWorkspace));
     ZT_RETURN_IF_ERROR(CopyBytes(dev_buf.data(), dev, values, Device::Cpu(),
-                                 n * sizeof(float), native));
-    ZT_RETURN_IF_ERROR(SynchronizeStream(dev, native));
+                                 n * sizeof(float), stream));
+    ZT_RETURN_IF_ERROR(SynchronizeStream(dev, stream));
     buf = dev_buf.as<float>();
   }
   AllReduceOptions o;
@@ -78,8 +77,8 @@ absl::Status AllReduceHostFloats(Communicator* comm, Allocator* allocator,
   ZT_RETURN_IF_ERROR(h->Wait(timeout));
   if (!dev_buf.empty()) {
     ZT_RETURN_IF_ERROR(
-        CopyBytes(values, Device::Cpu(), buf, dev, n * sizeof(float), native));
-    ZT_RETURN_IF_ERROR(SynchronizeStream(dev, native));
+        CopyBytes(values, Device::Cpu(), buf, dev, n * sizeof(float), stream));
+    ZT_RETURN_IF_ERROR(SynchronizeStream(dev, stream));
   }
   return absl::OkStatus();
 }
